@@ -1,0 +1,1 @@
+"""vecpipe.cli: thin click commands over vecpipe.core."""

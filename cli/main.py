@@ -1,0 +1,151 @@
+"""The `vecpipe` click group: global options, lazily loaded subcommands, and
+the one place where exceptions become messages and exit codes."""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import click
+
+from vecpipe import __version__
+from vecpipe.core import errors, progress
+
+# name -> "module:attribute"; a command's module (and its heavy imports) loads
+# only when that command runs or its help is asked for
+COMMANDS = {
+    "convert": "vecpipe.cli.convert:convert",
+}
+
+_state = {"debug": False}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            # click turns EPIPE into exit 1; we want the quiet 0 of `| head`
+            raise _PipeClosed() from exc
+
+
+class _PipeClosed(Exception):
+    pass
+
+
+class _StderrFormatter(logging.Formatter):
+    def format(self, record):
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        return f"vecpipe: {level}{record.getMessage()}"
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    log = logging.getLogger("vecpipe")
+    log.handlers[:] = []
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_StderrFormatter())
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="vecpipe")
+@click.option("-v", "--verbose", count=True, help="More messages on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars.")
+@click.option("--debug", is_flag=True, help="Show the Python traceback of an error.")
+def cli(verbose, quiet, debug):
+    """Composable commands for word vectors and sentence embeddings.
+
+    Every command reads files or stdin and writes to stdout, so experiments
+    are shell pipelines:
+
+    \b
+      vecpipe convert sgns.zhihu.word.bz2 -o zhihu.vec/
+      vecpipe convert zhihu.vec/ --to word2vec --limit 1000 | head -3
+
+    Exit codes: 0 ok (also when the reader of stdout goes away, as with
+    `| head`), 64 usage, 65 bad input data, 66 missing input, 69 unavailable,
+    70 internal error, 74 I/O error, 130 interrupted.
+    """
+    _state["debug"] = debug or bool(os.environ.get("VECPIPE_DEBUG"))
+    _configure_logging(verbose, quiet)
+    if quiet:
+        progress.set_enabled(False)
+
+
+def _error(message: str) -> None:
+    try:
+        click.echo(f"vecpipe: error: {message}", err=True)
+    except OSError:
+        pass
+
+
+def _quiet_stdout() -> None:
+    # Python would complain again when it flushes stdout at exit
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv=None) -> int:
+    try:
+        rv = cli.main(args=argv, prog_name="vecpipe", standalone_mode=False)
+        sys.stdout.flush()
+        return rv if isinstance(rv, int) else 0
+    except _PipeClosed:
+        _quiet_stdout()
+        return 0
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+    except click.exceptions.Abort:
+        _error("interrupted")
+        return errors.EX_INTERRUPTED
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return errors.EX_INTERRUPTED
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return errors.EX_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    except errors.VecpipeError as exc:
+        if _state["debug"]:
+            import traceback
+
+            traceback.print_exc()
+        _error(str(exc))
+        return exc.exit_code
+    except OSError as exc:
+        if _state["debug"]:
+            import traceback
+
+            traceback.print_exc()
+        _error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+        return errors.EX_IOERR
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        import traceback
+
+        if _state["debug"]:
+            traceback.print_exc()
+        else:
+            _error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return errors.EX_SOFTWARE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

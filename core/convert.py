@@ -1,0 +1,129 @@
+"""`vecpipe convert`: read any word-vector format, optionally filter and
+transform, write any other. The steps are plain functions on WordVectors."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import __version__
+from .errors import UsageError
+from .formats import ReadStats, WordVectors, canonical_format, read_vectors, write_vectors
+from .streams import display_name, iter_lines, open_input
+
+log = logging.getLogger("vecpipe")
+
+DTYPES = ("float32", "float16")
+
+
+@dataclass
+class ConvertOptions:
+    src_format: str | None = None
+    dst_format: str | None = None
+    limit: int | None = None
+    dtype: str | None = None
+    normalize: bool = False
+    vocab: str | None = None
+    lower: bool = False
+    on_error: str = "stop"
+    unicode_errors: str = "strict"
+
+
+def output_format_for(path, explicit: str | None) -> str:
+    """--to wins; else the output name decides; else word2vec text (for stdout)."""
+    if explicit:
+        return canonical_format(explicit)
+    if path in (None, "-"):
+        return "word2vec"
+    name = str(path).lower()
+    for suffix in (".gz", ".bz2", ".xz"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    for suffix, fmt in ((".bin", "word2vec-bin"), (".jsonl", "jsonl"), (".vec", "word2vec"), (".txt", "word2vec")):
+        if name.endswith(suffix):
+            return fmt
+    return "vecdir"
+
+
+def load_vocab_file(path) -> list[str]:
+    """One word per line (extra columns, e.g. counts, are ignored)."""
+    name = display_name(path)
+    fh = open_input(path)
+    try:
+        return [line.split()[0] for _, line in iter_lines(fh, name) if line.strip()]
+    finally:
+        fh.close()
+
+
+def keep_vocab(wv: WordVectors, vocab: list[str]) -> WordVectors:
+    """Keep the listed words that the vectors have, in the vectors' own order."""
+    wanted = set(vocab)
+    rows = [i for i, w in enumerate(wv.words) if w in wanted]
+    missing = len(wanted) - len(rows)
+    if missing > 0:
+        log.info("%d words of the vocabulary file are not in the vectors", missing)
+    return wv.take(rows)
+
+
+def lowercase(wv: WordVectors) -> WordVectors:
+    """Lowercase every word; where two words collide, the first row wins."""
+    lowered = [w.lower() for w in wv.words]
+    seen: dict[str, int] = {}
+    for i, w in enumerate(lowered):
+        seen.setdefault(w, i)
+    rows = sorted(seen.values())
+    if len(rows) < len(lowered):
+        log.warning("--lower merged %d words into earlier ones (first row kept)", len(lowered) - len(rows))
+    out = wv.take(rows)
+    out.words = [lowered[i] for i in rows]
+    return out
+
+
+def l2_normalize(wv: WordVectors) -> WordVectors:
+    """Unit-length rows (all-zero rows stay zero)."""
+    if wv.is_sparse:
+        from scipy import sparse
+
+        x = sparse.csr_matrix(wv.vectors, dtype=np.float32)
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        return WordVectors(wv.words, sparse.diags(1.0 / norms).astype(np.float32) @ x, wv.meta)
+    x = np.asarray(wv.vectors, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return WordVectors(wv.words, x / norms, wv.meta)
+
+
+def convert(src, dst, opts: ConvertOptions, stats: ReadStats | None = None) -> WordVectors:
+    stats = stats if stats is not None else ReadStats()
+    if opts.dtype is not None and opts.dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}")
+    dst_format = output_format_for(dst, opts.dst_format)
+    vocab = load_vocab_file(opts.vocab) if opts.vocab else None
+    wv = read_vectors(
+        src, opts.src_format, limit=opts.limit, unicode_errors=opts.unicode_errors, on_error=opts.on_error, stats=stats
+    )
+    if opts.lower:
+        wv = lowercase(wv)
+    if vocab is not None:
+        wv = keep_vocab(wv, vocab)
+    if opts.normalize:
+        wv = l2_normalize(wv)
+    if opts.dtype:
+        if wv.is_sparse:
+            wv = WordVectors(wv.words, wv.vectors.astype(opts.dtype), wv.meta)
+        else:
+            wv = WordVectors(wv.words, np.asarray(wv.vectors).astype(opts.dtype, copy=False), wv.meta)
+    source = dict(wv.meta.get("source", {}))
+    meta = {
+        "normalized": bool(opts.normalize),
+        "source": source,
+        "made_by": {
+            "tool": f"vecpipe {__version__}",
+            "command": "convert",
+            "options": {k: v for k, v in vars(opts).items() if v not in (None, False)},
+        },
+    }
+    write_vectors(wv, dst, dst_format, meta=meta)
+    return wv

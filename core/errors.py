@@ -1,0 +1,62 @@
+"""One exception hierarchy; each class carries its sysexits-style exit code.
+
+The CLI maps any VecpipeError to one line on stderr and its exit code; core
+raises these and never exits or prints.
+"""
+from __future__ import annotations
+
+import os
+
+EX_OK = 0
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_IOERR = 74
+EX_INTERRUPTED = 130
+
+
+class VecpipeError(Exception):
+    """Base class: a problem the user can act on, reported without a traceback."""
+
+    exit_code = EX_SOFTWARE
+
+
+class UsageError(VecpipeError):
+    """Options that do not fit together, or an unknown format name."""
+
+    exit_code = EX_USAGE
+
+
+class DataError(VecpipeError):
+    """Input that cannot be parsed; says where (file:line) and what is wrong."""
+
+    exit_code = EX_DATAERR
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None, line: int | None = None):
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.reason = message
+        where = ""
+        if self.path is not None:
+            where = f"{self.path}:{line}: " if line is not None else f"{self.path}: "
+        super().__init__(where + message)
+
+
+class NoInputError(VecpipeError):
+    """A named input file or model does not exist."""
+
+    exit_code = EX_NOINPUT
+
+
+class UnavailableError(VecpipeError):
+    """A model or service that is needed cannot be reached or loaded."""
+
+    exit_code = EX_UNAVAILABLE
+
+
+class OutputError(VecpipeError):
+    """Writing the output failed (disk full, permission, unwritable place)."""
+
+    exit_code = EX_IOERR

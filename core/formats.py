@@ -1,0 +1,685 @@
+"""Word-vector files: detection, fast readers and writers, and the native vecdir.
+
+Formats (names used by --from/--to):
+  word2vec      text, `N D` header line, then `word v1 .. vD` (fastText .vec is the same)
+  glove         text without the header line
+  word2vec-bin  the binary format of the original word2vec tool
+  sparse        Chinese-Word-Vectors PPMI text: `N D` header, then `word idx:val ...`
+  jsonl         one {"word": ..., "vector": [...]} object per line
+  vecdir        vecpipe's folder: vectors.npy (or vectors.npz when sparse), vocab.txt, meta.json
+"""
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Iterable
+
+import numpy as np
+import orjson
+
+from .errors import DataError, NoInputError, UsageError
+from .streams import atomic_path, display_name, open_input, open_output, strip_compression_suffix
+
+log = logging.getLogger("vecpipe")
+
+FORMATS = ("word2vec", "glove", "word2vec-bin", "sparse", "jsonl", "vecdir")
+ALIASES = {"fasttext": "word2vec", "vec": "word2vec", "txt": "word2vec", "text": "word2vec", "bin": "word2vec-bin", "ppmi": "sparse"}
+VECDIR_FORMAT = "vecpipe.vecdir"
+CHUNK_BYTES = 1 << 24  # 16 MiB of text per parse step: bounded memory, few Python round trips
+
+
+def canonical_format(name: str) -> str:
+    key = name.lower()
+    key = ALIASES.get(key, key)
+    if key not in FORMATS:
+        raise UsageError(f"unknown format {name!r}; choose one of: {', '.join(FORMATS + tuple(ALIASES))}")
+    return key
+
+
+@dataclass
+class WordVectors:
+    """Words and their vectors, row i belonging to words[i].
+
+    `vectors` is a 2-D numpy array (possibly a read-only mmap) or a scipy CSR
+    matrix for sparse (PPMI) vectors."""
+
+    words: list[str]
+    vectors: object
+    meta: dict = field(default_factory=dict)
+    _index: dict | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def is_sparse(self) -> bool:
+        return not isinstance(self.vectors, np.ndarray)
+
+    @property
+    def index(self) -> dict[str, int]:
+        if self._index is None:
+            # first occurrence wins, like every reader here
+            idx: dict[str, int] = {}
+            for i, w in enumerate(self.words):
+                idx.setdefault(w, i)
+            self._index = idx
+        return self._index
+
+    def dense(self) -> np.ndarray:
+        return self.vectors if isinstance(self.vectors, np.ndarray) else self.vectors.toarray()
+
+    def take(self, rows) -> "WordVectors":
+        rows = np.asarray(rows, dtype=np.int64)
+        words = [self.words[i] for i in rows]
+        return WordVectors(words, self.vectors[rows], dict(self.meta))
+
+
+@dataclass
+class ReadStats:
+    """What a reader had to tolerate; reported by the caller."""
+
+    skipped: int = 0
+    spaced_words: int = 0
+    duplicates: int = 0
+
+
+class _ErrorPolicy:
+    """--on-error stop|skip: raise the first DataError, or log it and count it."""
+
+    def __init__(self, name: str, on_error: str, stats: ReadStats):
+        if on_error not in ("stop", "skip"):
+            raise UsageError(f"--on-error must be stop or skip, not {on_error!r}")
+        self.name, self.skip, self.stats = name, on_error == "skip", stats
+
+    def __call__(self, message: str, line: int | None) -> None:
+        err = DataError(message, self.name, line)
+        if not self.skip:
+            raise err
+        self.stats.skipped += 1
+        if self.stats.skipped <= 5:
+            log.warning("skipped: %s", err)
+
+
+# ---------------------------------------------------------------- detection
+
+
+def _parse_header(line: bytes) -> tuple[int, int] | None:
+    parts = line.split()
+    if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+_SPARSE_TOKEN = re.compile(rb"^\d+:\S+$")
+
+
+def detect_format(path, fh: io.BufferedReader | None = None) -> str:
+    """Guess the format from the name, then from the first bytes of content."""
+    if path not in (None, "-") and Path(path).is_dir():
+        return "vecdir"
+    if path not in (None, "-"):
+        suffix = Path(strip_compression_suffix(str(path))).suffix.lower()
+        by_name = {".bin": "word2vec-bin", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix)
+        if by_name:
+            return by_name
+    if fh is None:
+        return "word2vec"
+    head = fh.peek(1 << 16)
+    if head.lstrip()[:1] == b"{":
+        return "jsonl"
+    first, _, rest = head.partition(b"\n")
+    header = _parse_header(first)
+    sample = rest if header else head
+    line = sample.split(b"\n", 1)[0].rstrip()
+    tokens = line.split()
+    if len(tokens) >= 2 and all(_SPARSE_TOKEN.match(t) for t in tokens[1:4]):
+        return "sparse"
+    if header:
+        n, d = header
+        # text has D numbers after the word; binary has 4*D raw bytes (rarely valid UTF-8)
+        if len(tokens) >= d + 1 and _looks_numeric(tokens[-d:]):
+            return "word2vec"
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return "word2vec-bin"
+        return "word2vec-bin" if len(line) < d else "word2vec"
+    return "glove"
+
+
+def _looks_numeric(tokens) -> bool:
+    try:
+        for t in tokens[:8]:
+            float(t)
+        return True
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_vectors(
+    path,
+    fmt: str | None = None,
+    *,
+    limit: int | None = None,
+    unicode_errors: str = "strict",
+    on_error: str = "stop",
+    stats: ReadStats | None = None,
+    mmap: bool = True,
+) -> WordVectors:
+    """Read word vectors from any supported format (path or '-' for stdin).
+
+    Duplicate words keep their first row (counted in stats.duplicates)."""
+    stats = stats if stats is not None else ReadStats()
+    fmt = canonical_format(fmt) if fmt else None
+    if unicode_errors not in ("strict", "replace", "ignore"):
+        raise UsageError(f"--unicode-errors must be strict, replace or ignore, not {unicode_errors!r}")
+    if limit is not None and limit < 0:
+        raise UsageError("--limit must be >= 0")
+    if fmt == "vecdir" or (fmt is None and path not in (None, "-") and Path(path).is_dir()):
+        wv = open_vecdir(path, mmap=mmap)
+        if limit is not None:
+            wv = WordVectors(wv.words[:limit], wv.vectors[:limit], wv.meta)
+        return _drop_duplicates(wv, stats, display_name(path))
+    name = display_name(path)
+    fh = open_input(path)
+    try:
+        fmt = fmt or detect_format(path, fh)
+        policy = _ErrorPolicy(name, on_error, stats)
+        reader = {
+            "word2vec": _read_dense_text,
+            "glove": _read_dense_text,
+            "word2vec-bin": _read_word2vec_binary,
+            "sparse": _read_sparse_text,
+            "jsonl": _read_jsonl,
+        }[fmt]
+        words, vectors = reader(fh, name, limit=limit, unicode_errors=unicode_errors, policy=policy, stats=stats)
+    except (EOFError, OSError) as exc:
+        if isinstance(exc, (BrokenPipeError, FileNotFoundError)):
+            raise
+        # truncated or corrupt .bz2/.gz/.xz streams surface here
+        raise DataError(f"cannot read: {exc} (truncated or corrupt file?)", name) from None
+    finally:
+        fh.close()
+    wv = WordVectors(words, vectors, {"source": {"path": name, "format": fmt}})
+    return _drop_duplicates(wv, stats, name)
+
+
+def _drop_duplicates(wv: WordVectors, stats: ReadStats, name: str) -> WordVectors:
+    if len(wv.index) == len(wv.words):
+        return wv
+    keep = np.fromiter(sorted(wv.index.values()), dtype=np.int64)
+    stats.duplicates += len(wv.words) - len(keep)
+    log.warning("%s: %d duplicate words; kept the first row of each", name, len(wv.words) - len(keep))
+    return wv.take(keep)
+
+
+class _RowBuffer:
+    """Collect float32 rows: into one preallocated matrix when the header gives
+    the count (peak memory = the matrix), else block by block."""
+
+    def __init__(self, rows: int | None, dim: int):
+        self.dim = dim
+        self.filled = 0
+        self.buf = np.empty((rows, dim), dtype=np.float32) if rows else None
+        self.blocks: list[np.ndarray] = []
+
+    def add(self, block: np.ndarray) -> None:
+        if self.buf is not None and self.filled + len(block) <= len(self.buf):
+            self.buf[self.filled : self.filled + len(block)] = block
+        else:
+            self.blocks.append(np.asarray(block, dtype=np.float32))
+        self.filled += len(block)
+
+    def result(self) -> np.ndarray:
+        if self.buf is None:
+            if not self.blocks:
+                return np.empty((0, self.dim), dtype=np.float32)
+            return self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
+        head = self.buf[: min(self.filled, len(self.buf))]
+        return np.concatenate([head, *self.blocks]) if self.blocks else head
+
+
+def _read_chunks(fh: IO[bytes], limit: int | None, done: int):
+    """Yield byte chunks that end on a line boundary; few lines when a small --limit is near."""
+    while True:
+        if limit is not None and limit - done() < 20000:
+            want = limit - done()
+            if want <= 0:
+                return
+            chunk = b"".join(fh.readline() for _ in range(want))
+        else:
+            chunk = fh.read(CHUNK_BYTES)
+            if chunk and not chunk.endswith(b"\n"):
+                chunk += fh.readline()
+        if not chunk:
+            return
+        yield chunk
+
+
+def _count_lines(chunk: bytes) -> int:
+    return chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+
+
+def _read_dense_text(fh, name, *, limit, unicode_errors, policy, stats):
+    first = fh.readline()
+    header = _parse_header(first)
+    line_no = 1
+    pending = b""
+    if header:
+        n, dim = header
+        line_no = 2
+    else:
+        n = None
+        dim = _infer_dim(first, name)
+        pending = first
+    rows = _RowBuffer(n if limit is None else min(n or 0, limit) or None, dim)
+    words: list[str] = []
+    fast = _FastDenseParser(dim) if unicode_errors == "strict" else None
+    first_chunk = True
+    for chunk in _read_chunks(fh, limit, lambda: len(words)):
+        if first_chunk and pending:
+            chunk = pending + chunk
+            first_chunk = False
+        lines = _count_lines(chunk)
+        parsed = fast.parse(chunk, lines) if fast else None
+        if parsed is None:
+            parsed = _parse_dense_slow(chunk, dim, line_no, unicode_errors, policy, stats)
+        w, block = parsed
+        if limit is not None and len(words) + len(w) > limit:
+            keep = limit - len(words)
+            w, block = w[:keep], block[:keep]
+        words.extend(w)
+        rows.add(block)
+        line_no += lines
+    if pending and first_chunk:  # the file held only its first line
+        w, block = _parse_dense_slow(pending, dim, 1, unicode_errors, policy, stats)
+        words.extend(w[: limit if limit is not None else None])
+        rows.add(block[: len(words)])
+    if header and limit is None and len(words) + stats.skipped != n:
+        policy(f"the header says {n} rows but the file has {len(words) + stats.skipped}", 1)
+    if stats.spaced_words:
+        log.warning("%s: %d words contain spaces (taken as everything before the last %d values)", name, stats.spaced_words, dim)
+    return words, rows.result()
+
+
+def _infer_dim(first: bytes, name: str) -> int:
+    parts = first.rstrip().split()
+    numeric = 0
+    for tok in reversed(parts):
+        try:
+            float(tok)
+        except ValueError:
+            break
+        numeric += 1
+    numeric = min(numeric, len(parts) - 1)
+    if numeric < 1:
+        raise DataError("cannot find a vector on the first line (not a word-vector text file?)", name, 1)
+    return numeric
+
+
+class _FastDenseParser:
+    """Parse a chunk of well-formed `word v1 .. vD` lines with polars' multi-threaded
+    CSV reader. Returns None whenever the chunk is not plainly well formed (tabs,
+    blank lines, words with spaces, bad numbers, wrong counts, invalid UTF-8), and
+    the exact line-by-line parser takes over to report or repair it."""
+
+    def __init__(self, dim: int):
+        import polars as pl
+
+        self.pl = pl
+        exc = pl.exceptions
+        self.refusals = (exc.ComputeError, exc.SchemaError, exc.ShapeError, exc.NoDataError)
+        # float64 then cast: the same rounding as gensim (float() then float32)
+        self.schema = {"word": pl.String, **{f"v{i}": pl.Float64 for i in range(dim)}}
+
+    def parse(self, chunk: bytes, lines: int):
+        if b"\t" in chunk:
+            return None
+        df = self._read(chunk)
+        if df is None and (b" \n" in chunk or b" \r\n" in chunk):
+            # trailing spaces (Chinese-Word-Vectors files end every line with one);
+            # searched for only after a refusal, as the scan costs as much as the parse
+            df = self._read(chunk.replace(b" \r\n", b"\r\n").replace(b" \n", b"\n"))
+        # a short row shows as nulls, a long one as a refusal, blank lines as null rows
+        if df is None or df.height != lines or any(df.null_count().row(0)):
+            return None
+        block = df.select(self.pl.exclude("word")).to_numpy().astype(np.float32, order="C")
+        return df["word"].to_list(), block
+
+    def _read(self, chunk: bytes):
+        try:
+            return self.pl.read_csv(
+                chunk, has_header=False, separator=" ", quote_char=None, schema=self.schema, encoding="utf8"
+            )
+        except self.refusals:
+            return None
+
+
+_FIELD_SEP = re.compile(r"[ \t]+")
+
+
+def _parse_dense_slow(chunk: bytes, dim: int, first_line: int, unicode_errors: str, policy, stats):
+    words: list[str] = []
+    values: list[list[float]] = []
+    lines = chunk.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for i, raw in enumerate(lines):
+        line_no = first_line + i
+        try:
+            text = raw.decode("utf-8", unicode_errors)
+        except UnicodeDecodeError as exc:
+            policy(f"invalid UTF-8 at byte {exc.start} of the line (try --unicode-errors replace)", line_no)
+            continue
+        text = text.rstrip(" \t\r\n")
+        if not text:
+            continue
+        if text[0] in " \t":
+            policy("the line starts with a space: empty word", line_no)
+            continue
+        parts = _FIELD_SEP.split(text)
+        found = len(parts) - 1
+        if found < dim or (found > dim and _looks_numeric(parts[1:2])):
+            policy(f"expected {dim} values after the word, found {found}", line_no)
+            continue
+        if found > dim:
+            word = " ".join(parts[: len(parts) - dim])
+            stats.spaced_words += 1
+        else:
+            word = parts[0]
+        try:
+            row = [float(x) for x in parts[-dim:]]
+        except ValueError as exc:
+            policy(f"not a number: {str(exc).split(': ', 1)[-1]}", line_no)
+            continue
+        words.append(word)
+        values.append(row)
+    block = np.array(values, dtype=np.float32).reshape(len(values), dim)
+    return words, block
+
+
+def _read_word2vec_binary(fh, name, *, limit, unicode_errors, policy, stats):
+    header = _parse_header(fh.readline())
+    if not header:
+        raise DataError("word2vec binary files start with a `N D` header line", name, 1)
+    n, dim = header
+    total = n if limit is None else min(n, limit)
+    out = np.empty((total, dim), dtype=np.float32)
+    words: list[str] = []
+    rowbytes = 4 * dim
+    buf = b""
+    pos = 0
+    while len(words) < total:
+        space = buf.find(b" ", pos)
+        if space < 0 or len(buf) - space - 1 < rowbytes:
+            more = fh.read(CHUNK_BYTES)
+            if not more:
+                raise DataError(f"the file ends after {len(words)} of the {n} rows its header promises (truncated?)", name)
+            buf = buf[pos:] + more
+            pos = 0
+            continue
+        raw_word = buf[pos:space].lstrip(b"\n")
+        try:
+            word = raw_word.decode("utf-8", unicode_errors)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"row {len(words) + 1}: invalid UTF-8 in the word at byte {exc.start} (try --unicode-errors replace)", name) from None
+        out[len(words)] = np.frombuffer(buf, dtype="<f4", count=dim, offset=space + 1)
+        words.append(word)
+        pos = space + 1 + rowbytes
+    return words, out
+
+
+def _read_sparse_text(fh, name, *, limit, unicode_errors, policy, stats):
+    from scipy import sparse
+
+    first = fh.readline()
+    header = _parse_header(first)
+    line_no = 2 if header else 1
+    pending = b"" if header else first
+    words: list[str] = []
+    indptr = [0]
+    indices: list[np.ndarray] = []
+    data: list[np.ndarray] = []
+    max_index = -1
+    chunks = _read_chunks(fh, limit, lambda: len(words))
+    if pending:
+        chunks = itertools.chain([pending], chunks)
+    for chunk in chunks:
+        lines = chunk.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        for i, raw in enumerate(lines):
+            if limit is not None and len(words) >= limit:
+                break
+            try:
+                text = raw.decode("utf-8", unicode_errors).rstrip()
+            except UnicodeDecodeError as exc:
+                policy(f"invalid UTF-8 at byte {exc.start} of the line (try --unicode-errors replace)", line_no + i)
+                continue
+            if not text:
+                continue
+            word, _, rest = text.partition(" ")
+            try:
+                pairs = np.array(rest.replace(":", " ").split(), dtype=np.float64).reshape(-1, 2) if rest.strip() else np.empty((0, 2))
+            except ValueError:
+                policy("expected `index:value` pairs after the word", line_no + i)
+                continue
+            idx = pairs[:, 0].astype(np.int64)
+            if len(idx) and (idx.min() < 0 or (header and idx.max() >= header[1])):
+                policy(f"index {int(idx.max())} is outside the {header[1] if header else ''} columns", line_no + i)
+                continue
+            order = np.argsort(idx, kind="stable")
+            indices.append(idx[order])
+            data.append(pairs[order, 1].astype(np.float32))
+            indptr.append(indptr[-1] + len(idx))
+            if len(idx):
+                max_index = max(max_index, int(idx.max()))
+            words.append(word)
+        line_no += _count_lines(chunk)
+    if header and limit is None and len(words) + stats.skipped != header[0]:
+        policy(f"the header says {header[0]} rows but the file has {len(words) + stats.skipped}", 1)
+    dim = header[1] if header else max_index + 1
+    matrix = sparse.csr_matrix(
+        (
+            np.concatenate(data) if data else np.empty(0, np.float32),
+            np.concatenate(indices) if indices else np.empty(0, np.int64),
+            np.asarray(indptr, dtype=np.int64),
+        ),
+        shape=(len(words), dim),
+    )
+    return words, matrix
+
+
+def _read_jsonl(fh, name, *, limit, unicode_errors, policy, stats):
+    words: list[str] = []
+    rows: list[list[float]] = []
+    dim = None
+    for n, raw in enumerate(fh, 1):
+        if limit is not None and len(words) >= limit:
+            break
+        if not raw.strip():
+            continue
+        try:
+            rec = orjson.loads(raw.decode("utf-8", unicode_errors) if unicode_errors != "strict" else raw)
+        except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+            policy(f"invalid JSON: {exc}", n)
+            continue
+        word = rec.get("word") if isinstance(rec, dict) else None
+        vec = rec.get("vector") if isinstance(rec, dict) else None
+        if not isinstance(word, str) or not isinstance(vec, list):
+            policy('expected an object with "word" (a string) and "vector" (a list of numbers)', n)
+            continue
+        dim = len(vec) if dim is None else dim
+        if len(vec) != dim:
+            policy(f"expected {dim} values in the vector, found {len(vec)}", n)
+            continue
+        words.append(word)
+        rows.append(vec)
+    try:
+        block = np.array(rows, dtype=np.float32).reshape(len(rows), dim or 0)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"vectors must hold numbers only ({exc})", name) from None
+    return words, block
+
+
+# ---------------------------------------------------------------- vecdir
+
+
+def is_vecdir(path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "vocab.txt").is_file() and ((p / "vectors.npy").is_file() or (p / "vectors.npz").is_file())
+
+
+def open_vecdir(path, *, mmap: bool = True) -> WordVectors:
+    """Open a vecdir. Dense vectors are memory-mapped: opening costs the vocabulary only."""
+    p = Path(path)
+    if not p.exists():
+        raise NoInputError(f"{p}: no such file or folder")
+    if not is_vecdir(p):
+        raise DataError("not a vecdir (expected vectors.npy, vocab.txt and meta.json)", p)
+    meta = {}
+    if (p / "meta.json").is_file():
+        try:
+            meta = orjson.loads((p / "meta.json").read_bytes())
+        except orjson.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON: {exc}", p / "meta.json") from None
+    words = (p / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    if words and words[-1] == "":
+        words.pop()
+    if (p / "vectors.npy").is_file():
+        vectors = np.load(p / "vectors.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+    else:
+        from scipy import sparse
+
+        vectors = sparse.load_npz(p / "vectors.npz")
+    if vectors.shape[0] != len(words):
+        raise DataError(f"vocab.txt has {len(words)} words but the vectors have {vectors.shape[0]} rows", p)
+    return WordVectors(words, vectors, meta)
+
+
+def _check_vocab_words(words: Iterable[str], fmt: str) -> None:
+    for i, w in enumerate(words):
+        if not w or "\n" in w or "\r" in w:
+            raise DataError(f"word {i + 1} ({w!r}) is empty or holds a line break; {fmt} cannot store it")
+
+
+def save_vecdir(wv: WordVectors, path, meta: dict | None = None) -> None:
+    _check_vocab_words(wv.words, "vecdir")
+    info = {
+        "format": VECDIR_FORMAT,
+        "version": 1,
+        "rows": len(wv),
+        "dim": wv.dim,
+        "dtype": str(wv.vectors.dtype),
+        "sparse": wv.is_sparse,
+        **(meta or {}),
+    }
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
+        if wv.is_sparse:
+            from scipy import sparse
+
+            sparse.save_npz(tmp / "vectors.npz", wv.vectors.tocsr(), compressed=False)
+        else:
+            np.save(tmp / "vectors.npy", np.ascontiguousarray(wv.vectors), allow_pickle=False)
+        (tmp / "vocab.txt").write_text("".join(w + "\n" for w in wv.words), encoding="utf-8")
+        (tmp / "meta.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_vectors(wv: WordVectors, path, fmt: str, *, meta: dict | None = None) -> None:
+    """Write `wv` to a path ('-' = stdout for the streamable formats) in `fmt`."""
+    fmt = canonical_format(fmt)
+    if fmt == "vecdir":
+        if path in (None, "-"):
+            raise UsageError("a vecdir is a folder: give it a name with -o")
+        save_vecdir(wv, path, meta)
+        return
+    if fmt in ("word2vec", "glove", "word2vec-bin", "sparse"):
+        spaced = sum(1 for w in wv.words if " " in w)
+        if spaced:
+            log.warning("%d words contain spaces; readers other than vecpipe may split them", spaced)
+        _check_vocab_words(wv.words, fmt)
+    with open_output(path) as out:
+        if fmt == "jsonl":
+            _write_jsonl(wv, out)
+        elif fmt == "word2vec-bin":
+            _write_word2vec_binary(wv, out)
+        elif fmt == "sparse":
+            _write_sparse(wv, out)
+        else:
+            _write_dense_text(wv, out, header=(fmt == "word2vec"))
+
+
+def _row_blocks(wv: WordVectors, size: int = 10000):
+    for start in range(0, len(wv), size):
+        block = wv.vectors[start : start + size]
+        if not isinstance(block, np.ndarray):
+            block = block.toarray()
+        yield wv.words[start : start + size], np.asarray(block, dtype=np.float32)
+
+
+def _format_rows(block: np.ndarray) -> list[bytes]:
+    """Each row as `v1 v2 ...` with the shortest text that reads back to the same
+    float32 (orjson formats float32 that way, in C)."""
+    if not len(block):
+        return []
+    if block.shape[1] == 0:
+        return [b""] * len(block)
+    text = orjson.dumps(np.ascontiguousarray(block), option=orjson.OPT_SERIALIZE_NUMPY)
+    rows = text[2:-2].replace(b",", b" ").split(b"] [")
+    if not np.isfinite(block).all():  # orjson writes NaN/inf as null
+        for i in np.flatnonzero(~np.isfinite(block).all(axis=1)):
+            rows[i] = " ".join(repr(float(x)) for x in block[i]).encode()
+    return rows
+
+
+def _write_dense_text(wv: WordVectors, out, *, header: bool) -> None:
+    if header:
+        out.write(f"{len(wv)} {wv.dim}\n".encode())
+    for words, block in _row_blocks(wv):
+        rows = _format_rows(block)
+        out.write(b"".join(w.encode("utf-8") + b" " + r + b"\n" for w, r in zip(words, rows)))
+
+
+def _write_word2vec_binary(wv: WordVectors, out) -> None:
+    out.write(f"{len(wv)} {wv.dim}\n".encode())
+    for words, block in _row_blocks(wv):
+        block = block.astype("<f4", copy=False)
+        # newline after each row, as the original word2vec tool writes it
+        out.write(b"".join(w.encode("utf-8") + b" " + row.tobytes() + b"\n" for w, row in zip(words, block)))
+
+
+def _write_sparse(wv: WordVectors, out) -> None:
+    from scipy import sparse
+
+    matrix = sparse.csr_matrix(wv.vectors)
+    out.write(f"{len(wv)} {wv.dim}\n".encode())
+    for start in range(0, len(wv), 10000):
+        part = matrix[start : start + 10000]
+        lines = []
+        for i in range(part.shape[0]):
+            lo, hi = part.indptr[i], part.indptr[i + 1]
+            vals = _format_rows(part.data[lo:hi].astype(np.float32).reshape(1, -1))[0].split(b" ") if hi > lo else []
+            pairs = b" ".join(b"%d:%s" % (j, v) for j, v in zip(part.indices[lo:hi], vals))
+            lines.append(wv.words[start + i].encode("utf-8") + (b" " + pairs if pairs else b"") + b"\n")
+        out.write(b"".join(lines))
+
+
+def _write_jsonl(wv: WordVectors, out) -> None:
+    opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+    for words, block in _row_blocks(wv):
+        out.write(b"".join(orjson.dumps({"word": w, "vector": row}, option=opt) for w, row in zip(words, block)))

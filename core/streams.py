@@ -1,0 +1,333 @@
+"""Reading and writing records: compressed inputs, JSONL, text lines, npy streams,
+and atomic output files. stdin/stdout are always used as binary streams.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+import numpy as np
+import orjson
+
+from .errors import DataError, NoInputError, OutputError, UsageError
+
+NPY_MAGIC = b"\x93NUMPY"
+_COMPRESSION_MAGIC = {
+    b"BZh": "bz2",
+    b"\x1f\x8b": "gz",
+    b"\xfd7zXZ\x00": "xz",
+    b"PK\x03\x04": "zip",
+}
+_COMPRESSED_SUFFIXES = {".bz2": "bz2", ".gz": "gz", ".xz": "xz", ".zip": "zip"}
+
+
+def display_name(path) -> str:
+    return "<stdin>" if path in (None, "-") else str(path)
+
+
+def strip_compression_suffix(name: str) -> str:
+    """'sgns.zhihu.word.bz2' -> 'sgns.zhihu.word' (used for format detection by name)."""
+    p = Path(name)
+    return p.stem if p.suffix.lower() in _COMPRESSED_SUFFIXES else p.name
+
+
+def _peekable(raw: IO[bytes]) -> io.BufferedReader:
+    return raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, buffer_size=1 << 20)
+
+
+def open_input(path) -> io.BufferedReader:
+    """Open a file or '-' (stdin) for binary reading, decompressing .bz2/.gz/.xz/.zip
+    transparently. Compression is recognised by its magic bytes, not by the name, so
+    a compressed stream on stdin works too. The result supports peek()."""
+    name = display_name(path)
+    if path in (None, "-"):
+        raw = _peekable(sys.stdin.buffer)
+    else:
+        try:
+            raw = open(path, "rb", buffering=1 << 20)
+        except FileNotFoundError:
+            raise NoInputError(f"{name}: no such file") from None
+        except IsADirectoryError:
+            raise UsageError(f"{name}: is a directory") from None
+        except PermissionError:
+            raise NoInputError(f"{name}: permission denied") from None
+    head = raw.peek(8)[:8]
+    kind = next((k for magic, k in _COMPRESSION_MAGIC.items() if head.startswith(magic)), None)
+    if kind is None:
+        return raw
+    if kind == "bz2":
+        import bz2
+
+        return _peekable(bz2.BZ2File(raw))
+    if kind == "gz":
+        import gzip
+
+        return _peekable(gzip.GzipFile(fileobj=raw))
+    if kind == "xz":
+        import lzma
+
+        return _peekable(lzma.LZMAFile(raw))
+    return _open_zip_member(raw, name)
+
+
+def _open_zip_member(raw, name: str) -> io.BufferedReader:
+    import zipfile
+
+    if not raw.seekable():
+        # zip needs its central directory at the end of the file
+        raw = io.BytesIO(raw.read())
+    zf = zipfile.ZipFile(raw)
+    members = [m for m in zf.infolist() if not m.is_dir()]
+    if len(members) != 1:
+        listed = ", ".join(m.filename for m in members[:5])
+        raise DataError(f"zip archive holds {len(members)} files ({listed}); extract the one you want", name)
+    return _peekable(zf.open(members[0]))
+
+
+def read_errors_wrapper(exc: Exception, name: str) -> DataError:
+    """Turn a decompression failure (truncated .bz2, bad CRC) into a DataError."""
+    return DataError(f"cannot decompress: {exc}", name)
+
+
+# ---------------------------------------------------------------- output files
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, suffix: str = ""):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the
+    block completes. On any error or interrupt the temporary is removed, so no
+    half-written file ever carries the final name. Works for files and folders."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{target}: folder {parent} does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    inner = tmp / ("out" + suffix)
+    try:
+        yield inner
+        _replace(inner, target)
+    finally:
+        _remove(tmp)
+
+
+def _replace(src: Path, dst: Path) -> None:
+    if dst.is_dir() and not dst.is_symlink():
+        # a folder cannot be renamed over a non-empty folder: swap, then drop the old one
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        _remove(old)
+    else:
+        os.replace(src, dst)
+
+
+def _remove(p: Path) -> None:
+    import shutil
+
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+@contextlib.contextmanager
+def open_output(path, *, compress_by_suffix: bool = True):
+    """Binary output: '-' or None is stdout; a path is written atomically and
+    compressed when it ends in .gz/.bz2/.xz."""
+    if path in (None, "-"):
+        out = sys.stdout.buffer
+        yield out
+        out.flush()
+        return
+    kind = _COMPRESSED_SUFFIXES.get(Path(path).suffix.lower()) if compress_by_suffix else None
+    with atomic_path(path) as tmp:
+        try:
+            with open(tmp, "wb") as raw:
+                if kind is None:
+                    yield raw
+                elif kind == "zip":
+                    raise UsageError(f"{path}: writing .zip is not supported; use .gz, .bz2 or .xz")
+                else:
+                    opener = {"gz": "gzip", "bz2": "bz2", "xz": "lzma"}[kind]
+                    mod = __import__(opener)
+                    with mod.open(raw, "wb") as zf:
+                        yield zf
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            raise OutputError(f"{path}: {exc.strerror or exc}") from exc
+
+
+# ---------------------------------------------------------------- records
+
+
+def iter_lines(fh: IO[bytes], name: str, *, unicode_errors: str = "strict") -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line, without its line ending (LF or CRLF)."""
+    for n, raw in enumerate(fh, 1):
+        try:
+            text = raw.decode("utf-8", unicode_errors)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"invalid UTF-8 at byte {exc.start} of the line (try --unicode-errors replace)", name, n) from None
+        yield n, text.rstrip("\r\n")
+
+
+def read_records(fh: IO[bytes], name: str, *, text_field: str = "text", unicode_errors: str = "strict") -> Iterator[dict]:
+    """JSONL objects, or plain text lines turned into {text_field: line}.
+
+    The kind is decided once from the first non-blank byte: '{' means JSONL.
+    Blank lines are skipped in both kinds."""
+    head = fh.peek(4096).lstrip()
+    is_jsonl = head[:1] == b"{"
+    for n, line in iter_lines(fh, name, unicode_errors=unicode_errors):
+        if not line.strip():
+            continue
+        if not is_jsonl:
+            yield {text_field: line}
+            continue
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON: {exc}", name, n) from None
+        if not isinstance(rec, dict):
+            raise DataError(f"expected a JSON object, got {type(rec).__name__}", name, n)
+        yield rec
+
+
+def write_jsonl(out: IO[bytes], records: Iterable[dict]) -> int:
+    """Write records one per line; numpy arrays inside are serialised natively."""
+    dumps = orjson.dumps
+    opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+    n = 0
+    for rec in records:
+        out.write(dumps(rec, option=opt))
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------- npy streams
+
+
+def is_npy(fh: io.BufferedReader) -> bool:
+    return fh.peek(len(NPY_MAGIC))[: len(NPY_MAGIC)] == NPY_MAGIC
+
+
+def write_npy_block(out: IO[bytes], block: np.ndarray) -> None:
+    """Append one complete .npy array to a stream (the npy stream format)."""
+    np.lib.format.write_array(out, np.ascontiguousarray(block), allow_pickle=False)
+
+
+def read_npy_stream(fh: IO[bytes], name: str) -> Iterator[np.ndarray]:
+    """Yield each array of a stream of back-to-back .npy arrays until EOF.
+
+    Every block must be 2-D with the same width and dtype as the first."""
+    first = None
+    index = 0
+    while True:
+        magic = fh.peek(len(NPY_MAGIC))[: len(NPY_MAGIC)] if hasattr(fh, "peek") else None
+        if magic == b"":
+            return
+        try:
+            block = np.lib.format.read_array(fh, allow_pickle=False)
+        except ValueError as exc:
+            if index and "EOF" in str(exc):
+                return
+            raise DataError(f"npy block {index + 1}: {exc}", name) from None
+        if block.ndim == 1:
+            block = block.reshape(1, -1)
+        if block.ndim != 2:
+            raise DataError(f"npy block {index + 1}: expected 2-D rows, got shape {block.shape}", name)
+        if first is None:
+            first = block
+        elif block.shape[1] != first.shape[1] or block.dtype != first.dtype:
+            raise DataError(
+                f"npy block {index + 1}: shape {block.shape} {block.dtype} does not match the first block "
+                f"(width {first.shape[1]}, {first.dtype})",
+                name,
+            )
+        index += 1
+        yield block
+
+
+class NpyFileWriter:
+    """Write rows block by block into one true .npy file.
+
+    The header is written with room to spare and fixed up with the final row
+    count on close, so numpy.load and mmap_mode='r' work on the result."""
+
+    HEADER_BYTES = 128  # 10 bytes of preamble + dict padded with spaces; a multiple of 64
+
+    def __init__(self, fh: IO[bytes]):
+        self.fh = fh
+        self.rows = 0
+        self.width: int | None = None
+        self.dtype: np.dtype | None = None
+        self._start = fh.tell()
+
+    def _header(self, rows: int) -> bytes:
+        d = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (rows, self.width)}
+        body = repr(d).encode("latin1")
+        pad = self.HEADER_BYTES - 10 - len(body) - 1
+        if pad < 0:
+            raise OutputError("npy header does not fit")  # needs > 10^60 rows
+        body = body + b" " * pad + b"\n"
+        return NPY_MAGIC + b"\x01\x00" + len(body).to_bytes(2, "little") + body
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.asarray(block)
+        if block.ndim == 1:
+            block = block.reshape(1, -1)
+        if self.width is None:
+            self.width, self.dtype = block.shape[1], block.dtype
+            self.fh.write(self._header(0))
+        elif block.shape[1] != self.width or block.dtype != self.dtype:
+            raise DataError(f"block of shape {block.shape} {block.dtype} does not match width {self.width} {self.dtype}")
+        self.fh.write(np.ascontiguousarray(block).tobytes())
+        self.rows += block.shape[0]
+
+    def close(self) -> None:
+        if self.width is None:
+            # nothing was written: an empty (0, 0) float32 array is still a valid .npy
+            self.width, self.dtype = 0, np.dtype(np.float32)
+            self.fh.write(self._header(0))
+            return
+        end = self.fh.tell()
+        self.fh.seek(self._start)
+        self.fh.write(self._header(self.rows))
+        self.fh.seek(end)
+
+
+class NpyStreamWriter:
+    """Write each block as its own complete .npy array (for pipes)."""
+
+    def __init__(self, fh: IO[bytes]):
+        self.fh = fh
+        self.rows = 0
+
+    def write(self, block: np.ndarray) -> None:
+        write_npy_block(self.fh, block)
+        self.rows += len(block)
+
+    def close(self) -> None:
+        self.fh.flush()
+
+
+@contextlib.contextmanager
+def open_vector_output(path):
+    """Vectors out: `-o x.npy` gives one true .npy (atomic); stdout or any other
+    name gives an npy stream."""
+    if path not in (None, "-") and str(path).endswith(".npy"):
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            w = NpyFileWriter(fh)
+            yield w
+            w.close()
+        return
+    with open_output(path) as fh:
+        w = NpyStreamWriter(fh)
+        yield w
+        w.close()

@@ -1,0 +1,86 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("VECPIPE_DATA", REPO.parent / "shared" / "data"))
+PKU = DATA / "small-vectors" / "pku-morpheme-cbow.50d.txt"
+
+
+@pytest.fixture
+def pku():
+    if not PKU.is_file():
+        pytest.skip(f"real data not found at {PKU} (set VECPIPE_DATA)")
+    return PKU
+
+
+def cjk_words(n, seed=0):
+    """Distinct CJK words of 1-4 characters."""
+    rng = np.random.default_rng(seed)
+    words, seen = [], set()
+    while len(words) < n:
+        w = "".join(chr(c) for c in rng.integers(0x4E00, 0x9FA5, rng.integers(1, 5)))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    return words
+
+
+@pytest.fixture
+def cjk_vectors():
+    """(words, float32 matrix) with values of several magnitudes and signs."""
+    rng = np.random.default_rng(42)
+    words = cjk_words(300)
+    x = (rng.standard_normal((300, 16)) * rng.choice([1e-4, 0.1, 3.0, 250.0], (300, 1))).astype(np.float32)
+    return words, x
+
+
+def write_w2v_text(path, words, x, header=True, line_end="\n", trailing=""):
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        if header:
+            f.write(f"{len(words)} {x.shape[1]}{line_end}")
+        for w, row in zip(words, x):
+            f.write(w + " " + " ".join(repr(float(v)) for v in row) + trailing + line_end)
+    return path
+
+
+class Result:
+    def __init__(self, proc):
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr.decode("utf-8", "replace")
+
+
+def run_vecpipe(*args, input=None, cwd=None, timeout=120):
+    """vecpipe in a real subprocess: bytes in, bytes out, the real exit code."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "vecpipe", *map(str, args)],
+        input=input, capture_output=True, cwd=cwd, timeout=timeout,
+    )
+    return Result(proc)
+
+
+class _Entry:
+    """Lets CliRunner drive vecpipe's real entry point, so exit codes and error
+    messages are exactly those of the installed command."""
+
+    name = "vecpipe"
+
+    def main(self, args=(), prog_name=None, **_):
+        from vecpipe.cli.main import main
+
+        raise SystemExit(main(list(args)))
+
+
+@pytest.fixture
+def invoke():
+    def _invoke(*args, input=None):
+        return CliRunner().invoke(_Entry(), [str(a) for a in args], input=input)
+
+    return _invoke

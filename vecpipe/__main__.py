@@ -1,0 +1,3 @@
+from vecpipe.cli.main import main
+
+raise SystemExit(main())
