@@ -12,10 +12,11 @@ import click
 from vecpipe import __version__
 from vecpipe.core import errors, progress
 
-# name -> "module:attribute"; a command's module (and its heavy imports) loads
-# only when that command runs or its help is asked for
+# name -> ("module:attribute", short help). A command's module (and what it
+# imports) loads only when that command runs or its own help is asked for;
+# `vecpipe --help` lists the short help from here (a test keeps them in step).
 COMMANDS = {
-    "convert": "vecpipe.cli.convert:convert",
+    "convert": ("vecpipe.cli.convert:convert", "Convert word vectors between formats."),
 }
 
 _state = {"debug": False}
@@ -26,11 +27,15 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx, name):
-        target = COMMANDS.get(name)
-        if target is None:
+        if name not in COMMANDS:
             return None
-        module, attr = target.split(":")
+        module, attr = COMMANDS[name][0].split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx):
         try:

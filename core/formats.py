@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from .errors import DataError, NoInputError, UsageError
+from .progress import progress
 from .streams import atomic_path, display_name, open_input, open_output, strip_compression_suffix
 
 log = logging.getLogger("vecpipe")
@@ -29,7 +30,7 @@ log = logging.getLogger("vecpipe")
 FORMATS = ("word2vec", "glove", "word2vec-bin", "sparse", "jsonl", "vecdir")
 ALIASES = {"fasttext": "word2vec", "vec": "word2vec", "txt": "word2vec", "text": "word2vec", "bin": "word2vec-bin", "ppmi": "sparse"}
 VECDIR_FORMAT = "vecpipe.vecdir"
-CHUNK_BYTES = 1 << 24  # 16 MiB of text per parse step: bounded memory, few Python round trips
+CHUNK_BYTES = 1 << 23  # 8 MiB of text per parse step: bounded memory, few Python round trips
 
 
 def canonical_format(name: str) -> str:
@@ -287,6 +288,7 @@ def _read_dense_text(fh, name, *, limit, unicode_errors, policy, stats):
     words: list[str] = []
     fast = _FastDenseParser(dim) if unicode_errors == "strict" else None
     first_chunk = True
+    bar = progress(total=n if limit is None else min(n or limit, limit), unit=" words", unit_scale=True, desc=name)
     for chunk in _read_chunks(fh, limit, lambda: len(words)):
         if first_chunk and pending:
             chunk = pending + chunk
@@ -301,7 +303,9 @@ def _read_dense_text(fh, name, *, limit, unicode_errors, policy, stats):
             w, block = w[:keep], block[:keep]
         words.extend(w)
         rows.add(block)
+        bar.update(len(w))
         line_no += lines
+    bar.close()
     if pending and first_chunk:  # the file held only its first line
         w, block = _parse_dense_slow(pending, dim, 1, unicode_errors, policy, stats)
         words.extend(w[: limit if limit is not None else None])

@@ -89,11 +89,6 @@ def _open_zip_member(raw, name: str) -> io.BufferedReader:
     return _peekable(zf.open(members[0]))
 
 
-def read_errors_wrapper(exc: Exception, name: str) -> DataError:
-    """Turn a decompression failure (truncated .bz2, bad CRC) into a DataError."""
-    return DataError(f"cannot decompress: {exc}", name)
-
-
 # ---------------------------------------------------------------- output files
 
 
@@ -222,21 +217,16 @@ def write_npy_block(out: IO[bytes], block: np.ndarray) -> None:
     np.lib.format.write_array(out, np.ascontiguousarray(block), allow_pickle=False)
 
 
-def read_npy_stream(fh: IO[bytes], name: str) -> Iterator[np.ndarray]:
+def read_npy_stream(fh: io.BufferedReader, name: str) -> Iterator[np.ndarray]:
     """Yield each array of a stream of back-to-back .npy arrays until EOF.
 
     Every block must be 2-D with the same width and dtype as the first."""
     first = None
     index = 0
-    while True:
-        magic = fh.peek(len(NPY_MAGIC))[: len(NPY_MAGIC)] if hasattr(fh, "peek") else None
-        if magic == b"":
-            return
+    while fh.peek(1)[:1]:  # another block follows
         try:
             block = np.lib.format.read_array(fh, allow_pickle=False)
         except ValueError as exc:
-            if index and "EOF" in str(exc):
-                return
             raise DataError(f"npy block {index + 1}: {exc}", name) from None
         if block.ndim == 1:
             block = block.reshape(1, -1)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cjk_words, run_vecpipe, write_w2v_text
-from vecpipe.cli.main import COMMANDS
+from vecpipe.cli.main import COMMANDS, cli
 from vecpipe.core.formats import read_vectors
 
 
@@ -44,11 +44,16 @@ def test_convert_does_not_import_torch(vec_file, tmp_path):
     assert out.strip() == "0 []"
 
 
+def get_command(name):
+    return cli.get_command(None, name)
+
+
 def test_version_and_every_command_has_help_with_example(invoke):
     from vecpipe import __version__
 
     assert __version__ in invoke("--version").output
-    for name in COMMANDS:
+    for name, (_, short) in COMMANDS.items():
+        assert get_command(name).get_short_help_str(limit=200) == short, "COMMANDS' short help is stale"
         result = invoke(name, "--help")
         assert result.exit_code == 0
         assert "Example" in result.output and f"vecpipe {name}" in result.output
