@@ -17,6 +17,7 @@ from vecpipe.core import errors, progress
 # `vecpipe --help` lists the short help from here (a test keeps them in step).
 COMMANDS = {
     "convert": ("vecpipe.cli.convert:convert", "Convert word vectors between formats."),
+    "encode": ("vecpipe.cli.encode:encode", "Encode texts into vectors."),
 }
 
 _state = {"debug": False}

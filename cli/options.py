@@ -31,3 +31,38 @@ def unicode_errors_option(f):
         show_default=True,
         help="What to do with bytes that are not valid UTF-8.",
     )(f)
+
+
+def model_options(f):
+    """-m and the options of core.models.load_model, shared by encode, sim, knn and eval."""
+    decorators = [
+        click.option("-m", "--model", "model", metavar="MODEL", envvar="VECPIPE_MODEL",
+                     help="A vecdir or word-vector file, a sentence-transformers folder, builtin:NAME, a catalog "
+                          "name or a Hugging Face id in the local cache (default: $VECPIPE_MODEL, else bge-small-zh)."),
+        click.option("--device", default="auto", show_default=True,
+                     help="cpu, cuda, cuda:1, mps, or several: cuda:0,cuda:1 (one worker each)."),
+        click.option("--dtype", "torch_dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
+                     show_default=True, help="Model weights and compute: auto is float16 on CUDA, float32 elsewhere."),
+        click.option("--max-length", type=click.IntRange(min=1), help="Truncate texts to this many tokens."),
+        click.option("--tokenize", type=click.Choice(["auto", "space", "char", "jieba"]), default="auto", show_default=True,
+                     help="Static models: auto = longest match over the model's vocabulary."),
+        click.option("--oov", type=click.Choice(["skip", "char"]), default="skip", show_default=True,
+                     help="Static models: an unknown word is skipped, or replaced by its known characters."),
+        click.option("--trust-remote-code", is_flag=True, help="Allow a model's own Python code to run (only for models you trust)."),
+        click.option("--fetch", "allow_download", is_flag=True, envvar="VECPIPE_AUTO_FETCH",
+                     help="Allow downloading a model that is not in the cache yet."),
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f
+
+
+def text_field_option(f):
+    return click.option("--text-field", default="text", show_default=True, help="The field of each JSONL record that holds the text.")(f)
+
+
+def load_model_from_options(model, device, torch_dtype, max_length, tokenize, oov, trust_remote_code, allow_download, **extra):
+    from vecpipe.core.models import load_model
+
+    return load_model(model, device=device, dtype=torch_dtype, max_length=max_length, tokenize=tokenize, oov=oov,
+                      trust_remote_code=trust_remote_code, allow_download=allow_download, **extra)

@@ -3,7 +3,7 @@ transform, write any other. The steps are plain functions on WordVectors."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -88,11 +88,11 @@ def l2_normalize(wv: WordVectors) -> WordVectors:
         x = sparse.csr_matrix(wv.vectors, dtype=np.float32)
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
         norms[norms == 0] = 1.0
-        return WordVectors(wv.words, sparse.diags(1.0 / norms).astype(np.float32) @ x, wv.meta)
+        return replace(wv, vectors=sparse.diags(1.0 / norms).astype(np.float32) @ x)
     x = np.asarray(wv.vectors, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return WordVectors(wv.words, x / norms, wv.meta)
+    return replace(wv, vectors=x / norms)
 
 
 def convert(src, dst, opts: ConvertOptions, stats: ReadStats | None = None) -> WordVectors:
@@ -112,9 +112,9 @@ def convert(src, dst, opts: ConvertOptions, stats: ReadStats | None = None) -> W
         wv = l2_normalize(wv)
     if opts.dtype:
         if wv.is_sparse:
-            wv = WordVectors(wv.words, wv.vectors.astype(opts.dtype), wv.meta)
+            wv = replace(wv, vectors=wv.vectors.astype(opts.dtype))
         else:
-            wv = WordVectors(wv.words, np.asarray(wv.vectors).astype(opts.dtype, copy=False), wv.meta)
+            wv = replace(wv, vectors=np.asarray(wv.vectors).astype(opts.dtype, copy=False))
     source = dict(wv.meta.get("source", {}))
     meta = {
         "normalized": bool(opts.normalize),

@@ -14,6 +14,7 @@ EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
 EX_IOERR = 74
+EX_TEMPFAIL = 75
 EX_INTERRUPTED = 130
 
 
@@ -60,3 +61,9 @@ class OutputError(VecpipeError):
     """Writing the output failed (disk full, permission, unwritable place)."""
 
     exit_code = EX_IOERR
+
+
+class LockedError(VecpipeError):
+    """Another run holds the lock on the same output (try again later)."""
+
+    exit_code = EX_TEMPFAIL

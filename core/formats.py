@@ -51,6 +51,7 @@ class WordVectors:
     words: list[str]
     vectors: object
     meta: dict = field(default_factory=dict)
+    counts: np.ndarray | None = None  # corpus frequency per word, when known (counts.npy in a vecdir)
     _index: dict | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -80,7 +81,8 @@ class WordVectors:
     def take(self, rows) -> "WordVectors":
         rows = np.asarray(rows, dtype=np.int64)
         words = [self.words[i] for i in rows]
-        return WordVectors(words, self.vectors[rows], dict(self.meta))
+        counts = None if self.counts is None else np.asarray(self.counts)[rows]
+        return WordVectors(words, self.vectors[rows], dict(self.meta), counts)
 
 
 @dataclass
@@ -190,7 +192,7 @@ def read_vectors(
     if fmt == "vecdir" or (fmt is None and path not in (None, "-") and Path(path).is_dir()):
         wv = open_vecdir(path, mmap=mmap)
         if limit is not None:
-            wv = WordVectors(wv.words[:limit], wv.vectors[:limit], wv.meta)
+            wv = wv.take(np.arange(min(limit, len(wv))))
         return _drop_duplicates(wv, stats, display_name(path))
     name = display_name(path)
     fh = open_input(path)
@@ -569,7 +571,10 @@ def open_vecdir(path, *, mmap: bool = True) -> WordVectors:
         vectors = sparse.load_npz(p / "vectors.npz")
     if vectors.shape[0] != len(words):
         raise DataError(f"vocab.txt has {len(words)} words but the vectors have {vectors.shape[0]} rows", p)
-    return WordVectors(words, vectors, meta)
+    counts = np.load(p / "counts.npy", allow_pickle=False) if (p / "counts.npy").is_file() else None
+    if counts is not None and len(counts) != len(words):
+        raise DataError(f"counts.npy has {len(counts)} entries for {len(words)} words", p)
+    return WordVectors(words, vectors, meta, counts)
 
 
 def _check_vocab_words(words: Iterable[str], fmt: str) -> None:
@@ -597,6 +602,8 @@ def save_vecdir(wv: WordVectors, path, meta: dict | None = None) -> None:
             sparse.save_npz(tmp / "vectors.npz", wv.vectors.tocsr(), compressed=False)
         else:
             np.save(tmp / "vectors.npy", np.ascontiguousarray(wv.vectors), allow_pickle=False)
+        if wv.counts is not None:
+            np.save(tmp / "counts.npy", np.asarray(wv.counts, dtype=np.int64), allow_pickle=False)
         (tmp / "vocab.txt").write_text("".join(w + "\n" for w in wv.words), encoding="utf-8")
         (tmp / "meta.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
 

@@ -177,21 +177,40 @@ def read_records(fh: IO[bytes], name: str, *, text_field: str = "text", unicode_
 
     The kind is decided once from the first non-blank byte: '{' means JSONL.
     Blank lines are skipped in both kinds."""
+    for _, rec in read_numbered_records(fh, name, text_field=text_field, unicode_errors=unicode_errors):
+        yield rec
+
+
+def read_numbered_records(fh: IO[bytes], name: str, *, text_field: str = "text", unicode_errors: str = "strict",
+                          on_bad=None) -> Iterator[tuple[int, dict]]:
+    """(line number, record) pairs. `on_bad(DataError)` decides what a bad line
+    does: raise it (the default) or return to skip the line."""
     head = fh.peek(4096).lstrip()
     is_jsonl = head[:1] == b"{"
-    for n, line in iter_lines(fh, name, unicode_errors=unicode_errors):
-        if not line.strip():
-            continue
-        if not is_jsonl:
-            yield {text_field: line}
-            continue
+    n = 0
+    for n, raw in enumerate(fh, 1):
         try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON: {exc}", name, n) from None
-        if not isinstance(rec, dict):
-            raise DataError(f"expected a JSON object, got {type(rec).__name__}", name, n)
-        yield rec
+            line = raw.decode("utf-8", unicode_errors).rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            err = DataError(f"invalid UTF-8 at byte {exc.start} of the line (try --unicode-errors replace)", name, n)
+        else:
+            if not line.strip():
+                continue
+            if not is_jsonl:
+                yield n, {text_field: line}
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                err = DataError(f"invalid JSON: {exc}", name, n)
+            else:
+                if isinstance(rec, dict):
+                    yield n, rec
+                    continue
+                err = DataError(f"expected a JSON object, got {type(rec).__name__}", name, n)
+        if on_bad is None:
+            raise err
+        on_bad(err)
 
 
 def write_jsonl(out: IO[bytes], records: Iterable[dict]) -> int:
@@ -252,12 +271,20 @@ class NpyFileWriter:
 
     HEADER_BYTES = 128  # 10 bytes of preamble + dict padded with spaces; a multiple of 64
 
-    def __init__(self, fh: IO[bytes]):
+    def __init__(self, fh: IO[bytes], start: int | None = None):
         self.fh = fh
         self.rows = 0
         self.width: int | None = None
         self.dtype: np.dtype | None = None
-        self._start = fh.tell()
+        self._start = fh.tell() if start is None else start
+
+    def state(self) -> dict:
+        """What a resumed writer needs to go on appending (see restore)."""
+        return {"rows": self.rows, "width": self.width, "dtype": None if self.dtype is None else self.dtype.str}
+
+    def restore(self, rows: int, width: int | None, dtype: str | None) -> None:
+        self.rows, self.width = rows, width
+        self.dtype = None if dtype is None else np.dtype(dtype)
 
     def _header(self, rows: int) -> bytes:
         d = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (rows, self.width)}

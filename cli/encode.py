@@ -1,0 +1,83 @@
+"""vecpipe encode: texts to vectors with a static or transformer model."""
+from __future__ import annotations
+
+import logging
+
+import click
+
+from vecpipe.cli.options import (
+    load_model_from_options, model_options, on_error_option, output_option, text_field_option, unicode_errors_option,
+)
+
+log = logging.getLogger("vecpipe")
+
+
+@click.command()
+@click.argument("src", type=click.Path(allow_dash=True), default="-")
+@model_options
+@output_option("Write here: x.npy is one .npy array; any other name gets JSONL (or an npy stream with --to npy). "
+               "Written under a temporary name, renamed when complete.")
+@click.option("--to", type=click.Choice(["jsonl", "npy"]), help="Output kind (default: npy for -o *.npy, else JSONL).")
+@text_field_option
+@click.option("--id-field", default="id", show_default=True, help="The field written by --ids-out.")
+@click.option("--ids-out", type=click.Path(allow_dash=False), help="Also write each record's id (one JSON value per line), row for row.")
+@click.option("--vector-field", default="vector", show_default=True, help="The field that receives the vector in JSONL output.")
+@click.option("--normalize", is_flag=True, help="Unit-length vectors (cosine = dot product).")
+@click.option("--prompt", help="Text put before every input, e.g. a query instruction.")
+@click.option("--query", is_flag=True, help="Use the model's query instruction (from the catalog or the model's config).")
+@click.option("--truncate-dim", type=click.IntRange(min=1), help="Keep the first N dimensions (Matryoshka models).")
+@click.option("--precision", type=click.Choice(["float32", "float16", "int8", "binary", "ubinary"]), default="float32",
+              show_default=True, help="Output precision; int8 ranges are fixed once for the whole output.")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False),
+              help="int8 ranges: a .npy of (2, dim) ranges or sample vectors, or a text file to encode for them.")
+@click.option("--ranges-out", type=click.Path(), help="Save the int8 ranges used (default with -o: OUTPUT.ranges.npy).")
+@click.option("--max-tokens", type=click.IntRange(min=16),
+              help="Token budget per batch: padded batch size x longest text (default: 16384 on GPU, 8192 on CPU).")
+@click.option("--batch-size", "max_batch", type=click.IntRange(min=1),
+              help="At most this many texts per batch (default: 512 on GPU, 32 on CPU).")
+@click.option("--window", type=click.IntRange(min=1), default=10000, show_default=True,
+              help="Records read, encoded and written at a time (memory stays flat).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted -o run where it stopped (same input and options).")
+@on_error_option
+@unicode_errors_option
+def encode(src, output, to, text_field, id_field, ids_out, vector_field, normalize, prompt, query, truncate_dim,
+           precision, calibration, ranges_out, max_tokens, max_batch, window, resume, on_error, unicode_errors, **model_opts):
+    """Encode texts into vectors.
+
+    Reads JSONL records (the text in `text`, or --text-field) or plain text
+    lines from SRC or stdin. Writes each record with its `vector` added, in
+    input order, or the vectors alone as npy (`-o x.npy`, or an npy stream on
+    stdout with --to npy).
+
+    \b
+    Examples:
+      vecpipe encode -m bge-small-zh docs.jsonl -o docs.npy --ids-out docs.ids
+      cat queries.txt | vecpipe encode -m bge-small-zh --query --normalize
+      vecpipe encode -m zhihu.vecdir sentences.txt --to npy > vectors.npys
+      vecpipe encode -m m3e-base big.jsonl -o big.npy --resume   # cron-safe
+    """
+    from vecpipe.core.encode import EncodeOptions, run_encode
+    from vecpipe.core.errors import UsageError
+    from vecpipe.core.models import catalog_query_prompt
+
+    if to is None:
+        to = "npy" if output and str(output).endswith(".npy") else "jsonl"
+    encoder = load_model_from_options(**model_opts)
+    if query:
+        if prompt:
+            raise UsageError("--query and --prompt both set a prompt; use one")
+        prompt = catalog_query_prompt(model_opts["model"]) or getattr(encoder, "query_prompt", None)
+        if not prompt:
+            log.warning("the model has no query instruction; --query changes nothing")
+    opts = EncodeOptions(
+        text_field=text_field, id_field=id_field, vector_field=vector_field, to=to, window=window, on_error=on_error,
+        unicode_errors=unicode_errors, prompt=prompt, normalize=normalize, truncate_dim=truncate_dim,
+        precision=precision, calibration=calibration, ranges_out=ranges_out, max_tokens=max_tokens, max_batch=max_batch,
+    )
+    stats = run_encode(src, output, encoder, opts, ids_out=ids_out, resume=resume, model_name=encoder.name)
+    if stats.skipped:
+        log.warning("skipped %d bad records (--on-error skip)", stats.skipped)
+    if encoder.kind == "static" and (encoder.empty_texts or encoder.oov_tokens):
+        log.info("%d tokens not in the vocabulary; %d texts had no known word (zero vectors)", encoder.oov_tokens, encoder.empty_texts)
+    rate = stats.records / stats.seconds if stats.seconds else 0.0
+    log.info("encoded %d texts in %.1f s (%.0f texts/s)", stats.records, stats.seconds, rate)

@@ -1,0 +1,254 @@
+"""`vecpipe encode`: a stream of records -> vectors, window by window.
+
+Memory stays flat: records are read in windows (default 10,000), each window
+is encoded and written before the next is read. The per-window work is a pure
+function of (texts, encoder, options), so it could run unchanged as a Ray Data
+map_batches callable."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from .errors import DataError, UsageError
+from .streams import NpyStreamWriter, display_name, open_input, open_output, read_numbered_records
+
+log = logging.getLogger("vecpipe")
+
+PRECISIONS = ("float32", "float16", "int8", "binary", "ubinary")
+
+
+@dataclass
+class EncodeOptions:
+    text_field: str = "text"
+    id_field: str = "id"
+    vector_field: str = "vector"
+    to: str = "jsonl"  # jsonl | npy
+    window: int = 10000
+    on_error: str = "stop"
+    unicode_errors: str = "strict"
+    prompt: str | None = None
+    normalize: bool = False
+    truncate_dim: int | None = None
+    precision: str = "float32"
+    calibration: str | None = None
+    ranges_out: str | None = None
+    max_tokens: int | None = None  # None: the encoder's default for its device
+    max_batch: int | None = None
+
+
+@dataclass
+class EncodeStats:
+    records: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    errors: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- quantization
+
+
+def int8_ranges(sample: np.ndarray) -> np.ndarray:
+    """Per-dimension (min, max) as a (2, dim) array, as sentence-transformers uses."""
+    return np.stack([sample.min(axis=0), sample.max(axis=0)]).astype(np.float32)
+
+
+def quantize(x: np.ndarray, precision: str, ranges: np.ndarray | None = None) -> np.ndarray:
+    """float32 rows -> the output precision. int8 uses fixed ranges (never
+    re-derived per batch, so rows from different batches stay comparable)."""
+    if precision == "float32":
+        return x.astype(np.float32, copy=False)
+    if precision == "float16":
+        return x.astype(np.float16)
+    if precision == "int8":
+        starts = ranges[0]
+        steps = (ranges[1] - ranges[0]) / 255
+        steps = np.where(steps == 0, 1, steps)
+        return np.clip((x - starts) / steps - 128, -128, 127).astype(np.int8)
+    packed = np.packbits(x > 0, axis=-1)
+    return (packed.astype(np.int16) - 128).astype(np.int8) if precision == "binary" else packed
+    
+
+def load_calibration(path, encoder, opts: "EncodeOptions") -> np.ndarray:
+    """--calibration: a .npy of ranges (2, dim) or of sample vectors (n, dim), or
+    a text/JSONL file whose texts are encoded to find the ranges."""
+    if str(path).endswith(".npy"):
+        arr = np.load(path, allow_pickle=False).astype(np.float32)
+        return arr if arr.shape[0] == 2 else int8_ranges(arr)
+    fh = open_input(path)
+    try:
+        texts = [rec.get(opts.text_field) for _, rec in read_numbered_records(fh, display_name(path), text_field=opts.text_field)]
+    finally:
+        fh.close()
+    texts = [t for t in texts if isinstance(t, str) and t]
+    if not texts:
+        raise DataError("no texts to calibrate with", path)
+    return int8_ranges(encode_texts(encoder, texts, opts))
+
+
+# ---------------------------------------------------------------- the pure per-window step
+
+
+def encode_texts(encoder, texts: list[str], opts: EncodeOptions, budget=None) -> np.ndarray:
+    """float32 vectors for texts, in order (the per-batch pure function)."""
+    if encoder.kind == "static":
+        x = encoder.encode(texts)
+        if opts.truncate_dim:
+            x = x[:, : opts.truncate_dim]
+        if opts.normalize:
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+            x = x / np.where(norms == 0, 1, norms)
+        return x.astype(np.float32, copy=False)
+    return encoder.encode(texts, prompt=opts.prompt, normalize=opts.normalize, truncate_dim=opts.truncate_dim, budget=budget)
+
+
+# ---------------------------------------------------------------- the stream
+
+
+def _windows(records, size: int):
+    window = []
+    for item in records:
+        window.append(item)
+        if len(window) >= size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def fingerprint(model_name: str, src, opts: EncodeOptions) -> dict:
+    """What must match for --resume to continue a partial output."""
+    info = {"model": model_name, "options": {k: v for k, v in asdict(opts).items() if k not in ("on_error", "max_batch")}}
+    if src not in (None, "-") and Path(src).is_file():
+        st = Path(src).stat()
+        info["input"] = {"path": str(Path(src).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return info
+
+
+def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resume=False, model_name="") -> EncodeStats:
+    """Read records from src, encode them window by window, write them to
+    output (JSONL records with a vector, or an npy stream / one .npy file)."""
+    from .resume import ResumableJob
+
+    if opts.precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    if opts.window < 1:
+        raise UsageError("--window must be >= 1")
+    if opts.to not in ("jsonl", "npy"):
+        raise UsageError("--to must be jsonl or npy")
+    if resume and output in (None, "-"):
+        raise UsageError("--resume needs -o FILE (a stream on stdout cannot be resumed)")
+    stats = EncodeStats()
+    name = display_name(src)
+    budget = None
+    if encoder.kind == "transformer":
+        budget = encoder.default_budget()
+        budget.max_tokens = opts.max_tokens or budget.max_tokens
+        budget.max_batch = opts.max_batch or budget.max_batch
+    ranges = None
+    if opts.precision == "int8" and opts.calibration:
+        ranges = load_calibration(opts.calibration, encoder, opts)
+
+    def on_bad(err: DataError):
+        if opts.on_error != "skip":
+            raise err
+        stats.skipped += 1
+        if stats.skipped <= 5:
+            log.warning("skipped: %s", err)
+
+    def texts_of(records):
+        for n, rec in records:
+            text = rec.get(opts.text_field)
+            if not isinstance(text, str):
+                what = "missing" if text is None else f"not a string ({type(text).__name__})"
+                on_bad(DataError(f'field "{opts.text_field}" is {what}', name, n))
+                continue
+            if not text.strip():
+                on_bad(DataError(f'field "{opts.text_field}" is empty', name, n))
+                continue
+            yield n, rec, text
+
+    to_npy = opts.to == "npy"
+    started = time.perf_counter()
+    fh = open_input(src)
+    with contextlib.ExitStack() as stack:
+        stack.callback(fh.close)
+        records = read_numbered_records(fh, name, text_field=opts.text_field, unicode_errors=opts.unicode_errors, on_bad=on_bad)
+        job = None
+        if output not in (None, "-"):
+            outputs = {"main": (output, "npy" if to_npy and str(output).endswith(".npy") else "bytes")}
+            if ids_out:
+                outputs["ids"] = (ids_out, "bytes")
+            job = stack.enter_context(ResumableJob(outputs, resume=resume, fingerprint=fingerprint(model_name, src, opts)))
+            main = job.parts["main"]
+            writer = main.writer if main.kind == "npy" else (NpyStreamWriter(main.fh) if to_npy else main.fh)
+            ids_fh = job.parts["ids"].fh if ids_out else None
+            if job.records_done:
+                if "ranges" in job.extra:
+                    ranges = np.asarray(job.extra["ranges"], dtype=np.float32)
+                skip = job.records_done
+                consumed = 0
+                for _ in range(skip):  # the input records already written
+                    if next(records, None) is None:
+                        break
+                    consumed += 1
+                if consumed < skip:
+                    raise DataError(f"--resume: the input has only {consumed} records, {skip} were done before", name)
+                stats.records = skip
+                log.info("resuming after %d records", skip)
+        else:
+            out = stack.enter_context(open_output(None))
+            writer = NpyStreamWriter(out) if to_npy else out
+            ids_fh = stack.enter_context(open_output(ids_out)) if ids_out else None
+        consumed_total = job.records_done if job else 0
+        counted = _Counter(records)
+        for window in _windows(texts_of(counted), opts.window):
+            texts = [t for _, _, t in window]
+            x = encode_texts(encoder, texts, opts, budget)
+            if opts.precision == "int8" and ranges is None:
+                ranges = int8_ranges(x)  # fixed once, from the first window, and recorded
+                log.info("int8 ranges taken from the first %d texts", len(texts))
+            q = quantize(x, opts.precision, ranges)
+            if to_npy:
+                writer.write(q)
+            else:
+                dumps, opt = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+                field_name = opts.vector_field
+                writer.write(b"".join(dumps({**rec, field_name: row}, option=opt) for (_, rec, _), row in zip(window, q)))
+            if ids_fh is not None:
+                ids_fh.write(b"".join(orjson.dumps(rec.get(opts.id_field, n)) + b"\n" for n, rec, _ in window))
+            stats.records += len(window)
+            if job is not None:
+                job.checkpoint(consumed_total + counted.n, {"ranges": ranges.tolist()} if ranges is not None else {})
+        if job is not None:
+            job.checkpoint(consumed_total + counted.n, {"ranges": ranges.tolist()} if ranges is not None else {})
+            if isinstance(writer, NpyStreamWriter):
+                writer.close()
+            job.finish()
+        elif to_npy:
+            writer.close()
+    if ranges is not None:
+        target = opts.ranges_out or (f"{output}.ranges.npy" if output not in (None, "-") else None)
+        if target:
+            np.save(target, ranges)
+            log.info("int8 ranges saved to %s (pass it as --calibration to encode more rows comparably)", target)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+class _Counter:
+    """Counts the input records consumed (for resume checkpoints)."""
+
+    def __init__(self, it):
+        self.it = it
+        self.n = 0
+
+    def __iter__(self):
+        for item in self.it:
+            self.n += 1
+            yield item
