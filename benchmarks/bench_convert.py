@@ -24,10 +24,12 @@ READERS = {
     "vecpipe": "from vecpipe.core.formats import read_vectors as r; wv = r({path!r}); n = len(wv)",
     "gensim": "from gensim.models import KeyedVectors as K; kv = K.load_word2vec_format({path!r}); n = len(kv)",
 }
+# VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's high-water mark
+PEAK_RSS = "def peak_rss():\n    return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) * 1024\n"
 TIMED = (
-    "import time, resource, sys\n"
+    PEAK_RSS + "import time, sys\n"
     "t = time.perf_counter()\n{body}\n"
-    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, n)"
+    "print(time.perf_counter() - t, peak_rss(), n)"
 )
 
 

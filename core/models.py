@@ -93,6 +93,8 @@ class StaticEncoder:
         self.name = name
         self.index = wv.index
         self.tokenizer = make_tokenizer(tokenize, self.index)
+        # the longest-match segmenter finds rows as it goes (one pass, no second lookup)
+        self.fast_rows = getattr(self.tokenizer, "rows", None)
         self.oov = oov
         self.dim = wv.dim
         self.matrix = wv.vectors
@@ -107,6 +109,10 @@ class StaticEncoder:
         self.empty_texts = 0
 
     def token_rows(self, text: str) -> list[int]:
+        if self.fast_rows is not None:
+            rows, unknown = self.fast_rows(text)
+            self.oov_tokens += unknown
+            return rows
         rows = []
         index = self.index
         for tok in self.tokenizer(text):

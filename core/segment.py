@@ -17,30 +17,77 @@ _RUNS = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002f
 
 
 class LongestMatch:
-    """Forward maximum matching over a vocabulary (a dict word -> row)."""
+    """Forward maximum matching over a vocabulary (a dict word -> row).
 
-    def __init__(self, vocab: dict, max_len: int = 8):
+    A table of every prefix of every (short enough) word lets the scan stop as
+    soon as no word can continue, instead of trying every length down from the
+    longest: about one lookup per character."""
+
+    def __init__(self, vocab: dict, max_len: int = 12):
         self.vocab = vocab
-        lengths = [len(w) for w in vocab if w and len(w) <= max_len]
-        self.max_len = max(lengths, default=1)
+        prefixes: dict[str, int] = {}
+        for word, row in vocab.items():
+            if not word or len(word) > max_len or not _is_cjk_run(word):
+                continue
+            for k in range(1, len(word)):
+                prefixes.setdefault(word[:k], -1)
+            prefixes[word] = row
+        self.prefixes = prefixes
+
+    def _cjk_pieces(self, run: str):
+        """(piece, row or None) for a run of CJK characters."""
+        prefixes = self.prefixes
+        i, n = 0, len(run)
+        while i < n:
+            best_end, best_row = i + 1, None
+            j = i + 1
+            while j <= n:
+                row = prefixes.get(run[i:j])
+                if row is None:
+                    break
+                if row >= 0:
+                    best_end, best_row = j, row
+                j += 1
+            yield run[i:best_end], best_row
+            i = best_end
 
     def __call__(self, text: str) -> list[str]:
         out: list[str] = []
-        vocab, max_len = self.vocab, self.max_len
         for m in _RUNS.finditer(text):
-            cjk = m.group(1)
-            if cjk is None:
+            if m.group(1) is None:
                 out.append(m.group(0))
-                continue
-            i, n = 0, len(cjk)
-            while i < n:
-                for k in range(min(max_len, n - i), 0, -1):
-                    piece = cjk[i : i + k]
-                    if k == 1 or piece in vocab:
-                        out.append(piece)
-                        i += k
-                        break
+            else:
+                out.extend(piece for piece, _ in self._cjk_pieces(m.group(1)))
         return out
+
+    def rows(self, text: str) -> tuple[list[int], int]:
+        """Vocabulary rows of the words found, and how many tokens were unknown."""
+        rows: list[int] = []
+        unknown = 0
+        vocab = self.vocab
+        for m in _RUNS.finditer(text):
+            run = m.group(1)
+            if run is None:
+                tok = m.group(0)
+                r = vocab.get(tok)
+                if r is None and tok.lower() != tok:
+                    r = vocab.get(tok.lower())
+                if r is None:
+                    unknown += 1
+                else:
+                    rows.append(r)
+                continue
+            for _, r in self._cjk_pieces(run):
+                if r is None:
+                    unknown += 1
+                else:
+                    rows.append(r)
+        return rows, unknown
+
+
+def _is_cjk_run(word: str) -> bool:
+    m = _RUNS.fullmatch(word)
+    return m is not None and m.group(1) is not None
 
 
 def _space(text: str) -> list[str]:
