@@ -1,0 +1,150 @@
+"""Exact nearest neighbours and word analogies by blocked matrix products.
+
+Memory is bounded whatever the index size: queries go in blocks, the index in
+row blocks (an mmap'd vecdir larger than RAM works), and only the best k per
+query are kept between blocks. Ties are broken by the lower row number, so
+results are deterministic and equal a brute-force sort."""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import UsageError
+
+METRICS = ("cosine", "dot", "euclidean")
+
+
+def _rows_normalized(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1, norms)
+
+
+def _merge_topk(best_s, best_i, s, i, k):
+    """Merge candidate scores/ids into the running best k (per row), ties by id."""
+    if best_s is None:
+        cand_s, cand_i = s, i
+    else:
+        cand_s = np.concatenate([best_s, s], axis=1)
+        cand_i = np.concatenate([best_i, i], axis=1)
+    if cand_s.shape[1] > k:
+        part = np.argpartition(-cand_s, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(cand_s, part, axis=1).min(axis=1, keepdims=True)
+        # argpartition picks arbitrarily among equal scores at the k-th place:
+        # keep everything tied with the k-th and let the final sort decide by id
+        tied = cand_s >= kth
+        if (tied.sum(axis=1) > k).any():
+            order = np.lexsort((cand_i, -cand_s), axis=1)[:, :k]
+            return np.take_along_axis(cand_s, order, axis=1), np.take_along_axis(cand_i, order, axis=1)
+        cand_s = np.take_along_axis(cand_s, part, axis=1)
+        cand_i = np.take_along_axis(cand_i, part, axis=1)
+    return cand_s, cand_i
+
+
+def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=None,
+         query_block: int = 1024, index_block: int = 65536, min_score: float | None = None,
+         index_normalized: bool = False):
+    """Top-k rows of `index` for each query: (scores, ids), best first.
+
+    metric: cosine (default), dot, or euclidean (score = -distance).
+    exclude: for each query, a sequence of index rows never to return (the query
+    word itself, the question words of an analogy), or None.
+    Rows with fewer than k candidates are padded with id -1 and score -inf."""
+    if metric not in METRICS:
+        raise UsageError(f"--metric must be one of {', '.join(METRICS)}")
+    if k < 1:
+        raise UsageError("-k must be >= 1")
+    q = np.asarray(queries, dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    n_index = index.shape[0]
+    if q.shape[1] != index.shape[1]:
+        raise UsageError(f"queries have {q.shape[1]} dimensions, the index {index.shape[1]}")
+    if metric == "cosine":
+        q = _rows_normalized(q)
+    out_s = np.full((len(q), k), -np.inf, dtype=np.float32)
+    out_i = np.full((len(q), k), -1, dtype=np.int64)
+    for qs in range(0, len(q), query_block):
+        qb = q[qs : qs + query_block]
+        best_s = best_i = None
+        for start in range(0, n_index, index_block):
+            block = np.asarray(index[start : start + index_block], dtype=np.float32)
+            if metric == "cosine" and not index_normalized:
+                block = _rows_normalized(block)
+            s = qb @ block.T
+            if metric == "euclidean":
+                s = -np.sqrt(np.maximum((qb * qb).sum(1)[:, None] - 2 * s + (block * block).sum(1)[None, :], 0))
+            if exclude is not None:
+                for r, rows in enumerate(exclude[qs : qs + query_block]):
+                    for row in rows or ():
+                        if start <= row < start + len(block):
+                            s[r, row - start] = -np.inf
+            ids = np.broadcast_to(np.arange(start, start + len(block), dtype=np.int64), s.shape)
+            take = min(k, s.shape[1])
+            if s.shape[1] > take:
+                part = np.argpartition(-s, take - 1, axis=1)[:, :take]
+                kth = np.take_along_axis(s, part, axis=1).min(axis=1, keepdims=True)
+                if ((s >= kth).sum(axis=1) > take).any():
+                    part = np.lexsort((ids, -s), axis=1)[:, :take]  # ties at the edge: by id
+                s_sel, i_sel = np.take_along_axis(s, part, axis=1), np.take_along_axis(ids, part, axis=1)
+            else:
+                s_sel, i_sel = s, np.array(ids)
+            best_s, best_i = _merge_topk(best_s, best_i, s_sel, i_sel, k)
+        order = np.lexsort((best_i, -best_s), axis=1)
+        best_s = np.take_along_axis(best_s, order, axis=1)
+        best_i = np.take_along_axis(best_i, order, axis=1)
+        best_i = np.where(np.isneginf(best_s), -1, best_i)
+        if min_score is not None:
+            best_i = np.where(best_s < min_score, -1, best_i)
+            best_s = np.where(best_s < min_score, -np.inf, best_s)
+        out_s[qs : qs + len(qb), : best_s.shape[1]] = best_s
+        out_i[qs : qs + len(qb), : best_i.shape[1]] = best_i
+    return out_s, out_i
+
+
+def analogy(matrix, a, b, c, *, k: int = 1, method: str = "add", restrict: int | None = None,
+            query_block: int = 1024, index_block: int = 16384):
+    """Answer 'a is to b as c is to ?' for arrays of row ids, vectorised over
+    questions and blocked over the vocabulary (memory stays bounded).
+
+    add: 3CosAdd, the ranking of gensim's most_similar(positive=[b, c],
+    negative=[a]); the score is gensim's (cosine to the normalised b+c-a).
+    mul: 3CosMul, gensim's most_similar_cosmul: cosines shifted to [0, 1],
+    b*c / (a + 1e-6).
+    The question words are never answers (gensim, the Chinese-Word-Vectors
+    toolkit). `restrict` searches only the first N rows (gensim's
+    restrict_vocab). Returns (scores, ids) of shape (questions, k), best first."""
+    if method not in ("add", "mul"):
+        raise UsageError("analogy method must be add (3CosAdd) or mul (3CosMul)")
+    n = matrix.shape[0] if restrict is None else min(restrict, matrix.shape[0])
+    a, b, c = (np.asarray(v, dtype=np.int64).reshape(-1) for v in (a, b, c))
+    out_s = np.full((len(a), k), -np.inf, dtype=np.float32)
+    out_i = np.full((len(a), k), -1, dtype=np.int64)
+    for qs in range(0, len(a), query_block):
+        qa, qb, qc = a[qs : qs + query_block], b[qs : qs + query_block], c[qs : qs + query_block]
+        va, vb, vc = (_rows_normalized(np.asarray(matrix[q])) for q in (qa, qb, qc))
+        if method == "add":
+            target = _rows_normalized(vb + vc - va)
+        best_s = best_i = None
+        for start in range(0, n, index_block):
+            block = _rows_normalized(np.asarray(matrix[start : min(n, start + index_block)]))
+            if method == "add":
+                s = target @ block.T
+            else:
+                sa, sb, sc = ((1 + v @ block.T) / 2 for v in (va, vb, vc))
+                s = sb * sc / (sa + 1e-6)
+            for q in (qa, qb, qc):
+                hit = (q >= start) & (q < start + len(block))
+                s[np.flatnonzero(hit), q[hit] - start] = -np.inf
+            ids = np.broadcast_to(np.arange(start, start + len(block), dtype=np.int64), s.shape)
+            take = min(k, s.shape[1])
+            if s.shape[1] > take:
+                part = np.argpartition(-s, take - 1, axis=1)[:, :take]
+                s_sel, i_sel = np.take_along_axis(s, part, axis=1), np.take_along_axis(ids, part, axis=1)
+            else:
+                s_sel, i_sel = s, np.array(ids)
+            best_s, best_i = _merge_topk(best_s, best_i, s_sel, i_sel, k)
+        order = np.lexsort((best_i, -best_s), axis=1)
+        width = best_s.shape[1]
+        out_s[qs : qs + len(qa), :width] = np.take_along_axis(best_s, order, axis=1)
+        out_i[qs : qs + len(qa), :width] = np.take_along_axis(best_i, order, axis=1)
+    return out_s, out_i
