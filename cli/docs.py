@@ -58,9 +58,26 @@ def man_page(name: str, command: click.Command, parent: click.Context | None) ->
         lines.append(".SH COMMANDS")
         for sub in command.list_commands(ctx):
             subcmd = command.get_command(ctx, sub)
-            lines += [".TP", f"\\fB{sub}\\fR", _roff(subcmd.get_short_help_str(limit=200)) + f" See \\fBvecpipe\\-{sub}\\fR(1)."]
-    lines += [".SH SEE ALSO", "\\fBvecpipe\\fR(1)" if parent else "https://github.com/vecpipe/vecpipe"]
+            lines += [".TP", f"\\fB{sub}\\fR", _roff(subcmd.get_short_help_str(limit=200)) + f" See \\fB{_roff(title)}\\-{sub}\\fR(1)."]
+    if parent is None:
+        see_also = "https://github.com/vecpipe/vecpipe"
+    elif parent.parent is None:
+        see_also = "\\fBvecpipe\\fR(1)"
+    else:  # a subcommand of a group: its group's page first
+        see_also = f"\\fB{_roff(parent.command_path.replace(' ', '-'))}\\fR(1), \\fBvecpipe\\fR(1)"
+    lines += [".SH SEE ALSO", see_also]
     return "\n".join(lines) + "\n"
+
+
+def _pages(command: click.Command, ctx: click.Context) -> dict[str, str]:
+    """The pages of a group's subcommands, recursively: vecpipe-eval-analogy.1, ..."""
+    files = {}
+    if isinstance(command, click.Group):
+        for sub in command.list_commands(ctx):
+            subcmd = command.get_command(ctx, sub)
+            files[f"man/{ctx.command_path.replace(' ', '-')}-{sub}.1"] = man_page(sub, subcmd, ctx)
+            files.update(_pages(subcmd, subcmd.make_context(sub, [], parent=ctx, resilient_parsing=True)))
+    return files
 
 
 def render_all() -> dict[str, str]:
@@ -68,8 +85,7 @@ def render_all() -> dict[str, str]:
     files = {}
     root = cli.make_context("vecpipe", [], resilient_parsing=True)
     files["man/vecpipe.1"] = man_page("vecpipe", cli, None)
-    for name in cli.list_commands(root):
-        files[f"man/vecpipe-{name}.1"] = man_page(name, cli.get_command(root, name), root)
+    files.update(_pages(cli, root))
     for shell, filename in SHELLS.items():
         comp = get_completion_class(shell)(cli, {}, "vecpipe", "_VECPIPE_COMPLETE")
         files[f"completions/{filename}"] = comp.source()

@@ -17,7 +17,12 @@ from vecpipe.core import errors, progress
 # `vecpipe --help` lists the short help from here (a test keeps them in step).
 COMMANDS = {
     "convert": ("vecpipe.cli.convert:convert", "Convert word vectors between formats."),
+    "doctor": ("vecpipe.cli.doctor:doctor", "Show versions, devices and the cache, for bug reports."),
+    "fetch": ("vecpipe.cli.fetch:fetch", "Download catalog models and data into the cache, verified."),
+    "train-w2v": ("vecpipe.cli.train_w2v:train_w2v", "Train word vectors from a corpus."),
     "encode": ("vecpipe.cli.encode:encode", "Encode texts into vectors."),
+    "knn": ("vecpipe.cli.knn:knn", "Find nearest neighbours."),
+    "sim": ("vecpipe.cli.sim:sim", "Score the similarity of pairs."),
 }
 
 _state = {"debug": False}

@@ -141,8 +141,9 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
         raise UsageError("--window must be >= 1")
     if opts.to not in ("jsonl", "npy"):
         raise UsageError("--to must be jsonl or npy")
-    if resume and output in (None, "-"):
-        raise UsageError("--resume needs -o FILE (a stream on stdout cannot be resumed)")
+    special = output not in (None, "-") and Path(output).exists() and not (Path(output).is_file() or Path(output).is_dir())
+    if resume and (output in (None, "-") or special):
+        raise UsageError("--resume needs -o FILE (a stream on stdout or a device cannot be resumed)")
     stats = EncodeStats()
     name = display_name(src)
     budget = None
@@ -180,7 +181,7 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
         stack.callback(fh.close)
         records = read_numbered_records(fh, name, text_field=opts.text_field, unicode_errors=opts.unicode_errors, on_bad=on_bad)
         job = None
-        if output not in (None, "-"):
+        if output not in (None, "-") and not special:
             outputs = {"main": (output, "npy" if to_npy and str(output).endswith(".npy") else "bytes")}
             if ids_out:
                 outputs["ids"] = (ids_out, "bytes")
@@ -202,7 +203,7 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
                 stats.records = skip
                 log.info("resuming after %d records", skip)
         else:
-            out = stack.enter_context(open_output(None))
+            out = stack.enter_context(open_output(output if special else None))
             writer = NpyStreamWriter(out) if to_npy else out
             ids_fh = stack.enter_context(open_output(ids_out)) if ids_out else None
         consumed_total = job.records_done if job else 0

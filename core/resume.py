@@ -36,6 +36,8 @@ class ResumableJob:
         self.parts = {key: _Part(Path(path), kind) for key, (path, kind) in outputs.items()}
         first = next(iter(self.parts.values())).final
         for part in self.parts.values():
+            if part.final.exists() and not part.final.is_file():
+                raise UsageError(f"{part.final}: not a regular file; resumable output must be one")
             if not part.final.parent.is_dir():
                 raise OutputError(f"{part.final}: folder {part.final.parent} does not exist")
         self.state_path = first.with_name(f".{first.name}.state.json")

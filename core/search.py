@@ -40,8 +40,60 @@ def _merge_topk(best_s, best_i, s, i, k):
     return cand_s, cand_i
 
 
+_GROUP = 32  # columns per group for the candidate filter of _block_topk
+
+
+def _sorted_topk(s: np.ndarray, cols: np.ndarray, take: int):
+    """Best `take` of each row by (-score, id): a partition, then a sort of
+    the few left (a full sort only for rows with ties at the cut)."""
+    n = s.shape[1]
+    if n > take:
+        part = np.argpartition(s, n - take, axis=1)[:, n - take :]
+        top_s = np.take_along_axis(s, part, axis=1)
+        top_c = np.take_along_axis(cols, part, axis=1)
+        tied = np.flatnonzero((s >= top_s.min(axis=1, keepdims=True)).sum(axis=1) > take)
+        if len(tied):
+            order = np.lexsort((cols[tied], -s[tied]), axis=1)[:, :take]
+            top_s[tied] = np.take_along_axis(s[tied], order, axis=1)
+            top_c[tied] = np.take_along_axis(cols[tied], order, axis=1)
+        s, cols = top_s, top_c
+    order = np.lexsort((cols, -s), axis=1)
+    return np.take_along_axis(s, order, axis=1), np.take_along_axis(cols, order, axis=1)
+
+
+def _block_topk(s: np.ndarray, start: int, take: int):
+    """The best `take` columns of each row of a score block, as (scores, ids),
+    best first, equal scores by lower id (exactly what a full sort gives).
+
+    Selecting from every column would cost as much as the matrix product.
+    Columns are dealt into 32 groups of n/32 (column j in group j mod n/32)
+    whose maxima take one vectorised pass; an answer can only lie in the
+    `take` groups with the largest maxima, so only those 32*take columns are
+    sorted. Rows where group maxima tie at the cut take the full sort."""
+    rows, n = s.shape
+    ng = n // _GROUP
+    all_cols = None
+    if n <= take or ng < 2 * take:
+        all_cols = np.broadcast_to(np.arange(n, dtype=np.int64), s.shape)
+        sc, cc = _sorted_topk(s, all_cols, take)
+        return sc, cc + start
+    main = ng * _GROUP
+    gmax = s[:, :main].reshape(rows, _GROUP, ng).max(axis=1)
+    part = np.argpartition(gmax, ng - take, axis=1)[:, ng - take :]
+    cut = np.take_along_axis(gmax, part, axis=1).min(axis=1, keepdims=True)
+    cols = (part[:, :, None] + ng * np.arange(_GROUP)).reshape(rows, -1)
+    if main < n:  # columns that do not fill a group are always candidates
+        cols = np.concatenate([cols, np.broadcast_to(np.arange(main, n), (rows, n - main))], axis=1)
+    sc, cc = _sorted_topk(np.take_along_axis(s, cols, axis=1), cols, take)
+    tied = np.flatnonzero((gmax >= cut).sum(axis=1) > take)
+    if len(tied):
+        all_cols = np.broadcast_to(np.arange(n, dtype=np.int64), (len(tied), n))
+        sc[tied], cc[tied] = _sorted_topk(s[tied], all_cols, take)
+    return sc, cc + start
+
+
 def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=None,
-         query_block: int = 1024, index_block: int = 65536, min_score: float | None = None,
+         query_block: int = 1024, index_block: int = 16384, min_score: float | None = None,
          index_normalized: bool = False):
     """Top-k rows of `index` for each query: (scores, ids), best first.
 
@@ -78,16 +130,7 @@ def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=
                     for row in rows or ():
                         if start <= row < start + len(block):
                             s[r, row - start] = -np.inf
-            ids = np.broadcast_to(np.arange(start, start + len(block), dtype=np.int64), s.shape)
-            take = min(k, s.shape[1])
-            if s.shape[1] > take:
-                part = np.argpartition(-s, take - 1, axis=1)[:, :take]
-                kth = np.take_along_axis(s, part, axis=1).min(axis=1, keepdims=True)
-                if ((s >= kth).sum(axis=1) > take).any():
-                    part = np.lexsort((ids, -s), axis=1)[:, :take]  # ties at the edge: by id
-                s_sel, i_sel = np.take_along_axis(s, part, axis=1), np.take_along_axis(ids, part, axis=1)
-            else:
-                s_sel, i_sel = s, np.array(ids)
+            s_sel, i_sel = _block_topk(s, start, min(k, s.shape[1]))
             best_s, best_i = _merge_topk(best_s, best_i, s_sel, i_sel, k)
         order = np.lexsort((best_i, -best_s), axis=1)
         best_s = np.take_along_axis(best_s, order, axis=1)
@@ -135,13 +178,7 @@ def analogy(matrix, a, b, c, *, k: int = 1, method: str = "add", restrict: int |
             for q in (qa, qb, qc):
                 hit = (q >= start) & (q < start + len(block))
                 s[np.flatnonzero(hit), q[hit] - start] = -np.inf
-            ids = np.broadcast_to(np.arange(start, start + len(block), dtype=np.int64), s.shape)
-            take = min(k, s.shape[1])
-            if s.shape[1] > take:
-                part = np.argpartition(-s, take - 1, axis=1)[:, :take]
-                s_sel, i_sel = np.take_along_axis(s, part, axis=1), np.take_along_axis(ids, part, axis=1)
-            else:
-                s_sel, i_sel = s, np.array(ids)
+            s_sel, i_sel = _block_topk(s, start, min(k, s.shape[1]))
             best_s, best_i = _merge_topk(best_s, best_i, s_sel, i_sel, k)
         order = np.lexsort((best_i, -best_s), axis=1)
         width = best_s.shape[1]

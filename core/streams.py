@@ -98,6 +98,12 @@ def atomic_path(path, *, suffix: str = ""):
     block completes. On any error or interrupt the temporary is removed, so no
     half-written file ever carries the final name. Works for files and folders."""
     target = Path(path)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))  # replace the file the link points to, keep the link
+    if target.exists() and not (target.is_file() or target.is_dir()):
+        # a device, FIFO or socket (-o /dev/null, -o /dev/stdout): write straight into it
+        yield target
+        return
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"{target}: folder {parent} does not exist")
@@ -242,9 +248,10 @@ def read_npy_stream(fh: io.BufferedReader, name: str) -> Iterator[np.ndarray]:
     Every block must be 2-D with the same width and dtype as the first."""
     first = None
     index = 0
+    reader = _PlainReader(fh)
     while fh.peek(1)[:1]:  # another block follows
         try:
-            block = np.lib.format.read_array(fh, allow_pickle=False)
+            block = np.lib.format.read_array(reader, allow_pickle=False)
         except ValueError as exc:
             raise DataError(f"npy block {index + 1}: {exc}", name) from None
         if block.ndim == 1:
@@ -261,6 +268,14 @@ def read_npy_stream(fh: io.BufferedReader, name: str) -> Iterator[np.ndarray]:
             )
         index += 1
         yield block
+
+
+class _PlainReader:
+    """Only read(): numpy would otherwise take a pipe for a real file and try
+    numpy.fromfile, which needs a file position that pipes do not have."""
+
+    def __init__(self, fh):
+        self.read = fh.read
 
 
 class NpyFileWriter:

@@ -104,3 +104,30 @@ def test_atomic_output_replaces_existing(tmp_path):
         fh.write(b"new")
     assert target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_output_to_a_fifo_writes_into_it(tmp_path):
+    """-o /dev/null or a named pipe must be written to, never replaced by a file."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    with open_output(fifo) as fh:
+        fh.write(b"hello\n")
+    reader.join(10)
+    assert got == [b"hello\n"]
+    assert fifo.is_fifo()
+
+
+def test_output_through_a_symlink_keeps_the_link(tmp_path):
+    real = tmp_path / "real.txt"
+    real.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(real)
+    with open_output(link) as fh:
+        fh.write(b"new")
+    assert link.is_symlink() and real.read_text() == "new"

@@ -1,0 +1,83 @@
+"""vecpipe knn: nearest neighbours and analogies."""
+from __future__ import annotations
+
+import click
+
+from vecpipe.cli.options import load_model_from_options, model_options, output_option, text_field_option
+
+
+@click.command()
+@click.argument("queries", nargs=-1)
+@click.option("--index", "index_path", type=click.Path(exists=True),
+              help="What to search: a vecdir, an .npy (ids from --ids), or JSONL with vectors. Default: the -m word vectors.")
+@click.option("--ids", "ids_path", type=click.Path(exists=True, dir_okay=False), help="One id per index row (JSONL or lines).")
+@click.option("--queries", "src", type=click.Path(allow_dash=True), default="-", show_default=True,
+              help="Queries when none are given as arguments: words/texts (lines or JSONL), JSONL with vectors, or an npy stream.")
+@model_options
+@output_option()
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per query.")
+@click.option("--metric", type=click.Choice(["cosine", "dot", "euclidean"]), default="cosine", show_default=True)
+@click.option("--min-score", type=float, help="Drop neighbours scoring below this.")
+@click.option("--exclude-self", is_flag=True, help="Leave out an index row identical to the query vector.")
+@click.option("--flat", is_flag=True, help="One TSV line per hit: query, rank, id, score.")
+@click.option("--analogy", "analogy_flag", is_flag=True, help="Queries are triples a b c: find d with a:b = c:d.")
+@click.option("--method", type=click.Choice(["add", "mul"]), default="add", show_default=True,
+              help="Analogies: 3CosAdd or 3CosMul.")
+@click.option("--faiss", "faiss_spec", help='Approximate search with a faiss factory string, e.g. "IVF4096,Flat" or "HNSW32".')
+@click.option("--save-index", type=click.Path(dir_okay=False), help="Save the faiss index built by --faiss.")
+@click.option("--faiss-index", type=click.Path(exists=True, dir_okay=False), help="Search a saved faiss index (ids from --index/--ids).")
+@click.option("--nprobe", type=click.IntRange(min=1), help="faiss IVF: lists visited per query.")
+@click.option("--query", "use_query_prompt", is_flag=True, help="Encode text queries with the model's query instruction.")
+@click.option("--prompt", help="Text put before every text query.")
+@text_field_option
+@click.option("--id-field", default="id", show_default=True, help="The id field of JSONL index records and --ids.")
+def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclude_self, flat, analogy_flag, method,
+        faiss_spec, save_index, faiss_index, nprobe, use_query_prompt, prompt, text_field, id_field, **model_opts):
+    """Find nearest neighbours.
+
+    Queries are words (searched among the -m word vectors), texts (encoded
+    with -m), or vectors; each gets one JSONL record with its `neighbors`:
+    [{id, score}, ...], best first. A query word is never its own neighbour.
+
+    \b
+    Examples:
+      vecpipe knn -m zhihu.vecdir 北京 上海 -k 5
+      vecpipe knn -m zhihu.vecdir --analogy 男人 国王 女人
+      cat q.jsonl | vecpipe encode -m bge-small-zh --query --to npy | vecpipe knn --index docs.npy --ids docs.jsonl
+      vecpipe knn --index docs.npy --faiss HNSW32 --save-index docs.faiss --queries q.npys
+    """
+    import orjson
+
+    from vecpipe.core.errors import UsageError
+    from vecpipe.core.models import catalog_query_prompt
+    from vecpipe.core.neighbors import KnnOptions, build_faiss, load_faiss, load_index, run_knn, save_faiss
+    from vecpipe.core.streams import open_output
+
+    needs_model = model_opts["model"] is not None or index_path is None
+    encoder = load_model_from_options(**model_opts) if needs_model else None
+    if use_query_prompt and not prompt and encoder is not None:
+        prompt = catalog_query_prompt(model_opts["model"]) or getattr(encoder, "query_prompt", None)
+    index = load_index(index_path, ids_path=ids_path, id_field=id_field) if index_path else None
+    if faiss_spec or faiss_index:
+        if index is None:
+            raise UsageError("--faiss needs --index")
+        if faiss_index:
+            load_faiss(index, faiss_index)
+        else:
+            build_faiss(index, faiss_spec, metric)
+            if save_index:
+                save_faiss(index, save_index)
+    device = model_opts["device"]
+    if device == "auto":
+        device = encoder.devices[0] if encoder is not None and encoder.kind == "transformer" else "cpu"
+    opts = KnnOptions(k=k, metric=metric, min_score=min_score, exclude_self=exclude_self, text_field=text_field,
+                      device=device, nprobe=nprobe, prompt=prompt)
+    results = run_knn(list(queries), src, index, encoder, opts, analogy_method=method if analogy_flag else None)
+    with open_output(output) as out:
+        for rec in results:
+            if flat:
+                label = rec.get(text_field, rec.get("id", rec.get("row", " ".join(rec.get("analogy", [])))))
+                for rank, hit in enumerate(rec.get("neighbors") or [], 1):
+                    out.write(f"{label}\t{rank}\t{hit['id']}\t{hit['score']:.6g}\n".encode())
+            else:
+                out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY))

@@ -1,0 +1,126 @@
+"""vecpipe sim: similarity of pairs, all-pairs matrices, score distributions."""
+from __future__ import annotations
+
+import logging
+
+import click
+
+from vecpipe.cli.options import load_model_from_options, model_options, output_option, text_field_option
+
+
+def _print_distribution(dist: dict) -> None:
+    if not dist.get("count"):
+        click.echo("no scores", err=True)
+        return
+    click.echo(f"{dist['count']} scores, mean {dist['mean']:.4f}, std {dist['std']:.4f}", err=True)
+    click.echo("quantiles: " + "  ".join(f"{q}:{v:.4f}" for q, v in dist["quantiles"].items()), err=True)
+    counts = dist["histogram"]["counts"]
+    edges = dist["histogram"]["edges"]
+    top = max(counts) or 1
+    for lo, hi, c in zip(edges, edges[1:], counts):
+        click.echo(f"  [{lo:7.4f}, {hi:7.4f})  {c:7d}  {'#' * round(40 * c / top)}", err=True)
+
+
+@click.command()
+@click.argument("src", type=click.Path(allow_dash=True), default="-")
+@model_options
+@output_option()
+@click.option("--fields", default="text1,text2", show_default=True, help="The two JSONL fields holding a pair.")
+@click.option("--metric", type=click.Choice(["cosine", "dot", "euclidean"]), default="cosine", show_default=True)
+@click.option("--left", type=click.Path(exists=True, allow_dash=True), help="Vectors: left side (npy); pairs row by row with --right.")
+@click.option("--right", type=click.Path(exists=True), help="Vectors: right side (npy).")
+@click.option("--matrix", is_flag=True, help="All-pairs scores of one list of texts (-o x.npy, or JSONL rows).")
+@click.option("--stats", is_flag=True, help="Print the distribution of scores on stderr (quantiles, histogram).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Draw the score histogram into this PNG (needs matplotlib).")
+@click.option("--prompt", help="Text put before every text (e.g. an instruction).")
+@click.option("--normalize", is_flag=True, help="Normalise vectors before scoring (changes dot and euclidean).")
+@click.option("--window", type=click.IntRange(min=1), default=10000, show_default=True, help="Pairs scored at a time.")
+@text_field_option
+def sim(src, output, fields, metric, left, right, matrix, stats, plot, prompt, normalize, window, text_field, **model_opts):
+    """Score the similarity of pairs.
+
+    Reads pairs as JSONL (text1/text2, or --fields a,b) or tab-separated lines,
+    and writes each record with a `score`, in input order. With word vectors a
+    word pair is a lookup; a side with no known word scores null, with a reason.
+
+    \b
+    Examples:
+      vecpipe sim -m bge-small-zh pairs.jsonl > scored.jsonl
+      vecpipe sim -m zhihu.vecdir wordsim-240.txt --stats
+      vecpipe sim --left a.npy --right b.npy
+      vecpipe sim -m bge-small-zh --matrix sentences.txt -o sim.npy
+    """
+    import numpy as np
+    import orjson
+
+    from vecpipe.core.encode import EncodeOptions, encode_texts
+    from vecpipe.core.errors import UsageError
+    from vecpipe.core.similarity import (
+        SimStats, distribution, matrix_scores, pair_scores, plot_distribution, read_pairs, score_pairs,
+    )
+    from vecpipe.core.streams import atomic_path, open_input, open_output, read_npy_stream, read_records
+
+    dumps = lambda rec: orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)  # noqa: E731
+    scores_seen = []
+    enc_opts = EncodeOptions(prompt=prompt, normalize=normalize)
+    if left or right:
+        if not (left and right):
+            raise UsageError("--left and --right go together")
+        x = np.concatenate(list(read_npy_stream(open_input(left), left)))
+        y = np.concatenate(list(read_npy_stream(open_input(right), right)))
+        if len(x) != len(y):
+            raise UsageError(f"--left has {len(x)} rows, --right {len(y)}")
+        s = pair_scores(x, y, metric)
+        scores_seen = s.tolist()
+        with open_output(output) as out:
+            for i in range(0, len(s), window):
+                out.write(b"".join(dumps({"row": i + j, "score": v}) for j, v in enumerate(s[i : i + window])))
+    else:
+        encoder = load_model_from_options(**model_opts)
+        if matrix:
+            fh = open_input(src)
+            records = list(read_records(fh, src, text_field=text_field))
+            texts = [r.get(text_field) for r in records]
+            x = encode_texts(encoder, texts, enc_opts)
+            m = matrix_scores(x, metric)
+            scores_seen = m[np.triu_indices(len(m), 1)].tolist()
+            if output and str(output).endswith(".npy"):
+                with atomic_path(output) as tmp, open(tmp, "wb") as fh_out:
+                    np.save(fh_out, m)
+            else:
+                with open_output(output) as out:
+                    for rec, row in zip(records, m):
+                        out.write(dumps({**rec, "scores": row}))
+        else:
+            names = tuple(f.strip() for f in fields.split(","))
+            if len(names) != 2:
+                raise UsageError("--fields takes two names: a,b")
+            st = SimStats()
+            batch = []
+
+            def flush(out):
+                recs = [rec for _, rec, _, _ in batch]
+                scores, reasons = score_pairs(encoder, [a for *_, a, _ in batch], [b for *_, b in batch], metric, st, enc_opts)
+                lines = []
+                for rec, score, reason in zip(recs, scores, reasons):
+                    rec = {**rec, "score": score}
+                    if reason:
+                        rec["reason"] = reason
+                    lines.append(dumps(rec))
+                    scores_seen.append(score)
+                out.write(b"".join(lines))
+                batch.clear()
+
+            with open_output(output) as out:
+                for item in read_pairs(src, names):
+                    batch.append(item)
+                    if len(batch) >= window:
+                        flush(out)
+                if batch:
+                    flush(out)
+            if st.missing:
+                logging.getLogger("vecpipe").warning("%d of %d pairs have no score (a side with no known word)", st.missing, st.pairs)
+    if stats:
+        _print_distribution(distribution(scores_seen))
+    if plot:
+        plot_distribution(scores_seen, plot)

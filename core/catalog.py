@@ -1,0 +1,408 @@
+"""The catalog: known word vectors, sentence-embedding models and evaluation
+data sets, kept as data (``catalog.json`` beside this module), and where each
+one lives once fetched.
+
+Public API (used by ``vecpipe fetch`` and by ``-m NAME`` resolution):
+
+    get(name) -> Entry              # UsageError naming close names when unknown
+    resolve_local(name) -> Path | None
+                                    # the cached file / vecdir / extracted folder
+                                    # (static, dataset) or the Hugging Face snapshot
+                                    # folder (transformer); never downloads
+    missing_message(name) -> str    # one line: the exact `vecpipe fetch NAME` to run
+    entries(kind=, language=, corpus=) -> list[Entry]
+    cache_root() -> Path            # $VECPIPE_HOME, else $XDG_CACHE_HOME/vecpipe,
+                                    # else ~/.cache/vecpipe
+
+Cache layout (one folder per entry, under cache_root()):
+
+    <NAME>/manifest.json      written last: its presence means "complete and verified"
+    <NAME>/<file>             the downloaded (or registered) file, as published
+    <NAME>/files/...          the contents of an archive (tar.gz, zip), extracted safely
+    <NAME>/vecdir/            the native vecdir made by `vecpipe fetch --convert`
+    <NAME>/<file>.part        a partial download, resumed by the next fetch
+
+Transformer models (and Hugging Face data sets) are not copied here: they live
+in the standard Hugging Face cache ($HF_HUB_CACHE, else $HF_HOME/hub, else
+~/.cache/huggingface/hub), so other tools reuse them.
+
+Extra or overriding entries: $VECPIPE_CATALOG names one or more JSON files
+(separated by the path separator, ':' on Unix) with the same layout as
+catalog.json; an entry there replaces a built-in entry of the same name. This
+is how a site adds internal mirrors or private models.
+
+This module is light: it imports nothing heavy and never touches the network.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import DataError, UsageError
+
+KINDS = ("static", "transformer", "dataset")
+ARCHIVES = ("tar.gz", "tar", "zip")
+CATALOG_FILE = Path(__file__).with_name("catalog.json")
+MANIFEST = "manifest.json"
+VECDIR = "vecdir"
+EXTRACTED = "files"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+# the fields every entry of the JSON must spell out (None allowed where unknown)
+REQUIRED_FIELDS = ("name", "kind", "format", "urls", "size", "sha256", "licence", "citation", "notes")
+
+
+@dataclass(frozen=True)
+class ManualSource:
+    """A place to get a file by hand (a page that needs a browser or an account)."""
+
+    site: str
+    url: str
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One catalog entry. `kind` is static (word vectors), transformer (a
+    sentence-transformers model on the Hugging Face hub) or dataset."""
+
+    name: str
+    kind: str
+    format: str
+    urls: tuple[str, ...] = ()
+    size: int | None = None
+    sha256: str | None = None
+    licence: str = ""
+    citation: str = ""
+    notes: str = ""
+    query_instruction: str | None = None
+    hf_id: str | None = None
+    revision: str | None = None
+    hf_repo_type: str = "model"
+    language: str = "zh"
+    corpus: str | None = None
+    dim: int | None = None
+    method: str | None = None
+    context: str | None = None
+    filename: str | None = None
+    archive: str | None = None
+    member: str | None = None
+    manual: tuple[ManualSource, ...] = ()
+    source: str = ""
+    family: str | None = None
+    origin: str = field(default="built-in", compare=False)
+
+    @property
+    def on_hub(self) -> bool:
+        """Fetched through huggingface_hub into the Hugging Face cache."""
+        return self.hf_id is not None
+
+    @property
+    def downloadable(self) -> bool:
+        """vecpipe can get it without a person (an HTTP(S) URL or the hub)."""
+        return self.on_hub or bool(self.urls)
+
+    @property
+    def released(self) -> bool:
+        return self.downloadable or bool(self.manual)
+
+    @property
+    def cache_filename(self) -> str:
+        if self.filename:
+            return self.filename
+        if self.urls:
+            tail = self.urls[0].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+            if tail:
+                return tail
+        return self.name
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["urls"] = list(self.urls)
+        d["manual"] = [asdict(m) for m in self.manual]
+        d.pop("origin")
+        return d
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _entry_from_dict(raw: dict, families: dict, origin: str) -> Entry:
+    if not isinstance(raw, dict):
+        raise DataError(f"catalog entry is not an object: {raw!r}", origin)
+    name = raw.get("name")
+    where = f"entry {name!r}" if name else "an entry"
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise DataError(f"{where}: the name must be letters, digits, '.', '_' or '-'", origin)
+    merged = dict(families.get(raw.get("family"), {})) if raw.get("family") else {}
+    merged.update(raw)
+    known = set(Entry.__dataclass_fields__) - {"origin"}
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise DataError(f"{where}: unknown fields {', '.join(unknown)}", origin)
+    if merged.get("kind") not in KINDS:
+        raise DataError(f"{where}: kind must be one of {', '.join(KINDS)}, not {merged.get('kind')!r}", origin)
+    if not merged.get("format"):
+        raise DataError(f"{where}: no format", origin)
+    sha = merged.get("sha256")
+    if sha is not None and not (isinstance(sha, str) and _SHA_RE.match(sha)):
+        raise DataError(f"{where}: sha256 must be 64 lowercase hex digits or null", origin)
+    archive = merged.get("archive")
+    if archive is not None and archive not in ARCHIVES:
+        raise DataError(f"{where}: archive must be one of {', '.join(ARCHIVES)}", origin)
+    for key in ("filename", "member"):
+        value = merged.get(key)
+        if value is not None and (not isinstance(value, str) or value.startswith(("/", "\\")) or ".." in Path(value).parts):
+            raise DataError(f"{where}: {key} must be a relative path inside the cache folder", origin)
+    if merged.get("filename") and ("/" in merged["filename"] or "\\" in merged["filename"]):
+        raise DataError(f"{where}: filename must be a plain file name", origin)
+    if merged.get("kind") == "transformer" and not merged.get("hf_id"):
+        raise DataError(f"{where}: a transformer entry needs hf_id", origin)
+    manual = tuple(ManualSource(**m) for m in merged.get("manual") or ())
+    merged["manual"] = manual
+    merged["urls"] = tuple(merged.get("urls") or ())
+    for text_key in ("licence", "citation", "notes", "source"):
+        if merged.get(text_key) is None:
+            merged[text_key] = ""
+    return Entry(**merged, origin=origin)
+
+
+def _load_file(path: Path) -> tuple[dict, list[dict]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError("catalog file not found (check $VECPIPE_CATALOG)", path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"invalid catalog JSON: {exc}", path) from None
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+        raise DataError('a catalog is a JSON object with an "entries" list', path)
+    return data.get("families") or {}, data["entries"]
+
+
+_cache: dict[str, dict[str, Entry]] = {}
+
+
+def _extra_catalogs() -> list[Path]:
+    value = os.environ.get("VECPIPE_CATALOG", "")
+    return [Path(p) for p in value.split(os.pathsep) if p.strip()]
+
+
+def load_raw(path: Path = CATALOG_FILE) -> dict:
+    """The JSON of a catalog file as it is (for validation)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _all() -> dict[str, Entry]:
+    extra = _extra_catalogs()
+    key = os.pathsep.join(f"{p}@{p.stat().st_mtime_ns if p.exists() else 0}" for p in extra)
+    if key in _cache:
+        return _cache[key]
+    families, raw_entries = _load_file(CATALOG_FILE)
+    by_name: dict[str, Entry] = {}
+    for raw in raw_entries:
+        e = _entry_from_dict(raw, families, "built-in")
+        if e.name in by_name:
+            raise DataError(f"duplicate catalog name {e.name!r}", CATALOG_FILE)
+        by_name[e.name] = e
+    for path in extra:
+        extra_families, extra_entries = _load_file(path)
+        all_families = {**families, **extra_families}
+        for raw in extra_entries:
+            e = _entry_from_dict(raw, all_families, str(path))
+            by_name[e.name] = e
+    _cache.clear()
+    _cache[key] = by_name
+    return by_name
+
+
+def entries(kind: str | None = None, language: str | None = None, corpus: str | None = None) -> list[Entry]:
+    """All entries in catalog order, optionally filtered (exact, case-insensitive)."""
+    out = []
+    for e in _all().values():
+        if kind and e.kind != kind:
+            continue
+        if language and (e.language or "").lower() != language.lower():
+            continue
+        if corpus and (e.corpus or "").lower() != corpus.lower():
+            continue
+        out.append(e)
+    return out
+
+
+def names() -> list[str]:
+    return list(_all())
+
+
+def find(name: str) -> Entry | None:
+    """The entry called `name` (exact, then case-insensitive), or None."""
+    table = _all()
+    if name in table:
+        return table[name]
+    lowered = {k.lower(): v for k, v in table.items()}
+    return lowered.get(name.lower())
+
+
+def get(name: str) -> Entry:
+    """The entry called `name`; a UsageError listing close names when unknown."""
+    e = find(name)
+    if e is not None:
+        return e
+    close = difflib.get_close_matches(name, names(), n=5, cutoff=0.6)
+    if not close:
+        close = [n for n in names() if name.lower() in n.lower()][:5]
+    hint = f"; did you mean: {', '.join(close)}?" if close else ""
+    raise UsageError(f"unknown catalog name {name!r}{hint} (`vecpipe fetch --list` shows them all)")
+
+
+def _entry(name_or_entry) -> Entry:
+    return name_or_entry if isinstance(name_or_entry, Entry) else get(name_or_entry)
+
+
+# ---------------------------------------------------------------- where things live
+
+
+def cache_root() -> Path:
+    """$VECPIPE_HOME, else $XDG_CACHE_HOME/vecpipe, else ~/.cache/vecpipe."""
+    home = os.environ.get("VECPIPE_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "vecpipe"
+
+
+def entry_dir(name_or_entry) -> Path:
+    return cache_root() / _entry(name_or_entry).name
+
+
+def read_manifest(name_or_entry) -> dict | None:
+    path = entry_dir(name_or_entry) / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError):
+        return None  # a damaged manifest counts as "not fetched"; the next fetch rewrites it
+    return data if isinstance(data, dict) else None
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, by the same rules as huggingface_hub (read now,
+    not when huggingface_hub was imported)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface" / "hub"
+
+
+def hf_snapshot(e: Entry) -> Path | None:
+    """The local snapshot folder of a hub entry at its pinned revision (or the
+    commit the cache's `main` ref points to when none is pinned); None if absent."""
+    repo_dir = hf_cache_dir() / f"{e.hf_repo_type}s--{e.hf_id.replace('/', '--')}"
+    revision = e.revision or "main"
+    commit = revision if _COMMIT_RE.match(revision) else None
+    if commit is None:
+        ref = repo_dir / "refs" / revision
+        try:
+            commit = ref.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+    snap = repo_dir / "snapshots" / commit
+    if not snap.is_dir():
+        return None
+    if e.kind == "transformer":
+        # a usable model folder has its config; a half-finished snapshot may not
+        if not any((snap / f).exists() for f in ("modules.json", "config.json")):
+            return None
+    elif not any(snap.iterdir()):
+        return None
+    return snap
+
+
+def resolve_local(name) -> Path | None:
+    """Where the entry is on this machine, or None; never downloads.
+
+    static: the vecdir made by --convert if present, else the downloaded file
+    (or the vectors file inside an extracted archive, or the extracted folder);
+    dataset: the file (or folder); transformer: the Hugging Face snapshot folder
+    at the pinned revision. Raises UsageError for a name not in the catalog."""
+    e = _entry(name)
+    if e.on_hub:
+        return hf_snapshot(e)
+    manifest = read_manifest(e)
+    if manifest is None:
+        return None
+    folder = entry_dir(e)
+    if e.kind == "static":
+        vecdir = folder / VECDIR
+        if (vecdir / "vocab.txt").is_file() and any((vecdir / f).is_file() for f in ("vectors.npy", "vectors.npz")):
+            return vecdir
+    rel = manifest.get("path")
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return None
+    path = folder / rel
+    return path if path.exists() else None
+
+
+def fetch_command(e: Entry) -> str:
+    return f"vecpipe fetch {e.name}"
+
+
+def missing_message(name) -> str:
+    """One line for a catalog entry that is not on this machine: the exact
+    `vecpipe fetch` command to run (or how to get it when it needs a person)."""
+    e = _entry(name)
+    if e.on_hub:
+        where = f"the Hugging Face cache ({hf_cache_dir()})"
+    else:
+        where = f"the vecpipe cache ({cache_root()})"
+    if e.downloadable:
+        return f"{e.name} is in the catalog but not in {where}; run: {fetch_command(e)}"
+    if e.manual:
+        return (f"{e.name} is in the catalog but not in {where}; it has no direct download: "
+                f"run `vecpipe fetch --info {e.name}` for how to get the file by hand, then "
+                f"`vecpipe fetch {e.name} --from FILE`")
+    return f"{e.name} is listed in the catalog but was never released for download"
+
+
+def manual_steps(e: Entry) -> list[str]:
+    """Human steps to get a file that has no direct download."""
+    lines = []
+    for i, m in enumerate(e.manual):
+        pw = f" (password: {m.password})" if m.password else ""
+        lead = "  1. download it from" if i == 0 else "     or from"
+        lines.append(f"{lead} {m.site}: {m.url}{pw}")
+    lines.append(f"  {2 if e.manual else 1}. register the file: vecpipe fetch {e.name} --from /path/to/the/file")
+    if e.sha256:
+        lines.append("     (it is checked against the catalog's sha256 before it enters the cache)")
+    return lines
+
+
+def info_lines(e: Entry) -> list[str]:
+    """`vecpipe fetch --info`: every field that has a value, then the local state."""
+    rows = [("name", e.name), ("kind", e.kind), ("format", e.format), ("language", e.language),
+            ("corpus", e.corpus), ("dimensions", e.dim), ("method", e.method), ("context", e.context),
+            ("hf_id", e.hf_id), ("revision", e.revision or ("(not pinned: main)" if e.on_hub else None)),
+            ("query_instruction", e.query_instruction), ("file", None if e.on_hub else e.cache_filename),
+            ("archive", e.archive), ("member", e.member), ("size", e.size), ("sha256", e.sha256 or "unknown"),
+            ("licence", e.licence), ("source", e.source), ("citation", e.citation), ("notes", e.notes)]
+    lines = [f"{k}: {v}" for k, v in rows if v not in (None, "")]
+    for url in e.urls:
+        lines.append(f"url: {url}")
+    local = resolve_local(e)
+    lines.append(f"local: {local if local else '(not fetched)'}")
+    if not e.downloadable and e.manual:
+        lines.append("get it by hand:")
+        lines.extend(manual_steps(e))
+    return lines

@@ -1,0 +1,165 @@
+"""`vecpipe sim`: a score per pair of texts, words or vectors; all-pairs
+matrices; the distribution of scores (to choose a threshold)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DataError, UsageError
+from .streams import display_name, open_input, read_numbered_records
+
+log = logging.getLogger("vecpipe")
+
+
+def pair_scores(x: np.ndarray, y: np.ndarray, metric: str = "cosine") -> np.ndarray:
+    """Row-wise scores of two aligned arrays."""
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.float32)
+    if x.shape != y.shape:
+        raise UsageError(f"left and right vectors differ in shape: {x.shape} vs {y.shape}")
+    if metric == "dot":
+        return np.einsum("ij,ij->i", x, y)
+    if metric == "euclidean":
+        return -np.linalg.norm(x - y, axis=1)
+    if metric != "cosine":
+        raise UsageError("--metric must be cosine, dot or euclidean")
+    nx = np.linalg.norm(x, axis=1)
+    ny = np.linalg.norm(y, axis=1)
+    denom = nx * ny
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, np.einsum("ij,ij->i", x, y) / np.where(denom > 0, denom, 1), np.nan).astype(np.float32)
+
+
+def matrix_scores(x: np.ndarray, metric: str = "cosine") -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if metric == "cosine":
+        n = np.linalg.norm(x, axis=1, keepdims=True)
+        x = x / np.where(n == 0, 1, n)
+    if metric == "euclidean":
+        sq = (x * x).sum(1)
+        return -np.sqrt(np.maximum(sq[:, None] - 2 * x @ x.T + sq[None, :], 0))
+    return x @ x.T
+
+
+@dataclass
+class SimStats:
+    pairs: int = 0
+    missing: int = 0
+    reasons: dict = field(default_factory=dict)
+
+
+def read_pairs(src, fields: tuple[str, str]):
+    """(line, record, left text, right text) from JSONL (two fields) or TSV lines (first two columns)."""
+    name = display_name(src)
+    fh = open_input(src)
+    try:
+        for n, rec in read_numbered_records(fh, name, text_field="\0line"):
+            if "\0line" in rec:  # a plain line: tab-separated
+                cols = rec["\0line"].split("\t")
+                if len(cols) < 2:
+                    raise DataError("expected two tab-separated texts", name, n)
+                rec = {fields[0]: cols[0], fields[1]: cols[1], **({"label": cols[2]} if len(cols) > 2 else {})}
+            a, b = rec.get(fields[0]), rec.get(fields[1])
+            if not isinstance(a, str) or not isinstance(b, str):
+                raise DataError(f'expected text fields "{fields[0]}" and "{fields[1]}"', name, n)
+            yield n, rec, a, b
+    finally:
+        fh.close()
+
+
+def side_vectors(encoder, texts: list[str], stats: SimStats, opts=None):
+    """Vectors for texts; for word vectors, a text that is a word of the
+    vocabulary is looked up (not averaged), and a text with no known word
+    gives None with a reason."""
+    from .encode import EncodeOptions, encode_texts
+
+    opts = opts or EncodeOptions()
+    if encoder.kind != "static":
+        return encode_texts(encoder, texts, opts), [None] * len(texts)
+    wv = encoder.wv
+    x = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    reasons: list[str | None] = [None] * len(texts)
+    get = wv.index.get
+    rows = np.fromiter((get(t, -1) for t in texts), dtype=np.int64, count=len(texts))
+    found = rows >= 0
+    if found.any():
+        x[found] = np.asarray(wv.vectors[rows[found]], dtype=np.float32)
+    rows = [None if r < 0 else r for r in rows.tolist()] if not found.all() else []
+    rest = [i for i, r in enumerate(rows) if r is None]
+    if rest:
+        before = encoder.empty_texts
+        enc = encoder.encode([texts[i] for i in rest])
+        x[rest] = enc
+        if encoder.empty_texts > before:
+            for i, row in zip(rest, enc):
+                if not row.any():
+                    reasons[i] = f"no word of {texts[i]!r} is in the vocabulary"
+    return x, reasons
+
+
+def score_pairs(encoder, lefts: list[str], rights: list[str], metric: str, stats: SimStats, opts=None):
+    """Scores (None where a side has no vector) and reasons, in order."""
+    if encoder.kind != "static":
+        # encode each distinct text once
+        uniq = list(dict.fromkeys(lefts + rights))
+        vecs, _ = side_vectors(encoder, uniq, stats, opts)
+        pos = {t: i for i, t in enumerate(uniq)}
+        x = vecs[[pos[t] for t in lefts]]
+        y = vecs[[pos[t] for t in rights]]
+        reasons = [None] * len(lefts)
+    else:
+        x, ra = side_vectors(encoder, lefts, stats, opts)
+        y, rb = side_vectors(encoder, rights, stats, opts)
+        reasons = [a or b for a, b in zip(ra, rb)]
+    scores = pair_scores(x, y, metric)
+    out = []
+    for s, r in zip(scores, reasons):
+        stats.pairs += 1
+        if r is not None:
+            stats.missing += 1
+            out.append(None)
+        else:
+            out.append(s)
+    return out, reasons
+
+
+def distribution(scores) -> dict:
+    """Quantiles and a 20-bin histogram of the scores (None/NaN left out)."""
+    s = np.asarray([v for v in scores if v is not None and np.isfinite(v)], dtype=np.float64)
+    if not len(s):
+        return {"count": 0}
+    qs = [0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0]
+    counts, edges = np.histogram(s, bins=20)
+    return {
+        "count": int(len(s)),
+        "mean": float(s.mean()),
+        "std": float(s.std()),
+        "quantiles": {f"{q:g}": float(np.quantile(s, q)) for q in qs},
+        "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+    }
+
+
+def plot_distribution(scores, path, title: str = "") -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from .errors import UnavailableError
+
+        raise UnavailableError("--plot needs matplotlib: pip install matplotlib") from None
+    from .streams import atomic_path
+
+    s = [v for v in scores if v is not None and np.isfinite(v)]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(s, bins=40)
+    ax.set_xlabel("score")
+    ax.set_ylabel("pairs")
+    ax.set_title(title or f"{len(s)} pairs")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
