@@ -8,7 +8,7 @@ DATA ?= ../shared/data
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all demo docs bench clean
+.PHONY: install test test-all demo readme-check docs bench clean
 
 install: $(STAMP)
 
@@ -25,22 +25,37 @@ test: install
 test-all: install
 	VECPIPE_DATA=$(DATA) $(BIN)/python -m pytest -q -m ''
 
-# A real job on real data: a Chinese word-vector file to the native vecdir and back,
-# checked against gensim's own reader.
+# The main job, offline: the embedded demo model (builtin:zh-classic, trained by
+# vecpipe itself on four public-domain classical novels) through knn, an
+# analogy, encode + knn over sentences, and sim.
+VP = $(BIN)/vecpipe
 demo: install
 	@mkdir -p build
-	$(BIN)/vecpipe convert $(DATA)/small-vectors/pku-morpheme-cbow.50d.txt -o build/pku.vecdir
-	@cat build/pku.vecdir/meta.json
-	$(BIN)/vecpipe convert build/pku.vecdir --to word2vec --limit 3 | cut -c1-80
-	$(BIN)/vecpipe convert build/pku.vecdir --to jsonl --limit 2 | cut -c1-80
-	$(BIN)/vecpipe convert build/pku.vecdir -o build/pku.bin
-	$(BIN)/python -c "from gensim.models import KeyedVectors as K; kv = K.load_word2vec_format('build/pku.bin', binary=True); print('gensim reads build/pku.bin:', len(kv), 'words; nearest to 世界:', [w for w, _ in kv.most_similar('世界', topn=5)])"
+	@echo "== nearest words to three characters' names"
+	$(VP) knn -m builtin:zh-classic 悟空 黛玉 孔明 -k 5 --flat
+	@echo "== 宝玉 is to 袭人 (his maid) as 黛玉 is to ?"
+	$(VP) knn -m builtin:zh-classic --analogy 宝玉 袭人 黛玉 -k 3 --flat
+	@echo "== sentences to vectors (.npy), then the nearest sentence to each question"
+	printf '孙悟空大闹天宫\n林黛玉独自葬花\n诸葛亮草船借箭\n武松在景阳冈上打虎\n宋江带领众好汉上梁山\n' > build/demo-sentences.txt
+	$(VP) encode -m builtin:zh-classic build/demo-sentences.txt -o build/demo.npy
+	$(VP) knn -m builtin:zh-classic --index build/demo.npy --ids build/demo-sentences.txt -k 1 --flat 孔明用计借箭 黛玉伤心落泪 行者与妖精斗法
+	@echo "== similarity of word pairs"
+	printf '悟空\t行者\n黛玉\t宝钗\n孔明\t宋江\n' | $(VP) sim -m builtin:zh-classic
+	@echo "== the model as word2vec text, for any other tool"
+	$(VP) convert core/builtin/zh-classic --to word2vec --limit 3 | cut -c1-60
+
+readme-check: install
+	VECPIPE_DATA=$(DATA) $(BIN)/python -m pytest -q tests/test_readme.py
 
 docs: install
 	$(BIN)/python -m vecpipe.cli.docs .
 
 bench: install
 	VECPIPE_DATA=$(DATA) $(BIN)/python benchmarks/bench_convert.py
+	VECPIPE_DATA=$(DATA) $(BIN)/python benchmarks/bench_encode.py
+	VECPIPE_DATA=$(DATA) $(BIN)/python benchmarks/bench_knn.py
+	VECPIPE_DATA=$(DATA) $(BIN)/python benchmarks/bench_train.py
+	VECPIPE_DATA=$(DATA) $(BIN)/python benchmarks/bench_eval.py
 
 clean:
 	rm -rf build .pytest_cache

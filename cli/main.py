@@ -21,6 +21,7 @@ COMMANDS = {
     "fetch": ("vecpipe.cli.fetch:fetch", "Download catalog models and data into the cache, verified."),
     "train-w2v": ("vecpipe.cli.train_w2v:train_w2v", "Train word vectors from a corpus."),
     "encode": ("vecpipe.cli.encode:encode", "Encode texts into vectors."),
+    "eval": ("vecpipe.cli.eval:eval_group", "Score models on the benchmarks of the field: analogy, similarity, STS, retrieval, classification."),
     "knn": ("vecpipe.cli.knn:knn", "Find nearest neighbours."),
     "sim": ("vecpipe.cli.sim:sim", "Score the similarity of pairs."),
 }

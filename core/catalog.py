@@ -47,6 +47,7 @@ from .errors import DataError, UsageError
 KINDS = ("static", "transformer", "dataset")
 ARCHIVES = ("tar.gz", "tar", "zip")
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
+BUILTIN_DIR = Path(__file__).with_name("builtin")
 MANIFEST = "manifest.json"
 VECDIR = "vecdir"
 EXTRACTED = "files"
@@ -97,6 +98,7 @@ class Entry:
     manual: tuple[ManualSource, ...] = ()
     source: str = ""
     family: str | None = None
+    builtin: str | None = None  # shipped inside the package: a folder of core/builtin (use -m builtin:NAME)
     origin: str = field(default="built-in", compare=False)
 
     @property
@@ -338,6 +340,9 @@ def resolve_local(name) -> Path | None:
     dataset: the file (or folder); transformer: the Hugging Face snapshot folder
     at the pinned revision. Raises UsageError for a name not in the catalog."""
     e = _entry(name)
+    if e.builtin:
+        path = BUILTIN_DIR / e.builtin
+        return path if (path / "vocab.txt").is_file() else None
     if e.on_hub:
         return hf_snapshot(e)
     manifest = read_manifest(e)

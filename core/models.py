@@ -17,7 +17,7 @@ from .formats import WordVectors, is_vecdir, read_vectors
 log = logging.getLogger("vecpipe")
 
 DEFAULT_MODEL = "bge-small-zh"
-BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"  # the same folder as catalog.BUILTIN_DIR
 
 
 def default_spec() -> str:

@@ -308,6 +308,8 @@ def answer_block(kind, payload, records, index: Index, opts: KnnOptions, encoder
             raise UsageError("the queries are texts: give -m MODEL to encode them (or pass vectors)")
         vectors = encode_texts(encoder, list(payload), EncodeOptions(prompt=opts.prompt))
         valid = np.ones(len(out), dtype=bool)
+        for rec, text in zip(out, payload):
+            rec.setdefault(opts.text_field, text)
         if opts.exclude_self:
             exclude = [[r] for r in _self_rows(index, vectors)]
     stats.queries += len(out)
