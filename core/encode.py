@@ -224,10 +224,9 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             if ids_fh is not None:
                 ids_fh.write(b"".join(orjson.dumps(rec.get(opts.id_field, n)) + b"\n" for n, rec, _ in window))
             stats.records += len(window)
-            if job is not None:
+            if job is not None and resume:  # durable progress only matters to a later --resume
                 job.checkpoint(consumed_total + counted.n, {"ranges": ranges.tolist()} if ranges is not None else {})
         if job is not None:
-            job.checkpoint(consumed_total + counted.n, {"ranges": ranges.tolist()} if ranges is not None else {})
             if isinstance(writer, NpyStreamWriter):
                 writer.close()
             job.finish()

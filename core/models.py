@@ -220,18 +220,32 @@ class TransformerEncoder:
         return prompts.get("query")
 
     def token_lengths(self, texts: list[str], prompt: str | None = None) -> np.ndarray:
-        tok = self.model.tokenizer
-        if prompt:
-            texts = [prompt + t for t in texts]
-        enc = tok(texts, add_special_tokens=True, truncation=True, max_length=self.model.max_seq_length)
-        return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
+        """Padded-length estimates for sorting and the token budget: characters
+        + 2 special tokens, capped at the model's max length. For Chinese (one
+        token per character) this is the token count; for other scripts an
+        upper bound, so the budget holds. It saves a second tokenization."""
+        extra = 2 + (len(prompt) if prompt else 0)
+        cap = self.model.max_seq_length or 512
+        return np.fromiter((min(len(t) + extra, cap) for t in texts), dtype=np.int64, count=len(texts))
+
+    @staticmethod
+    def _preprocess(model, texts, prompt):
+        """The first module's own preprocess: SentenceTransformer.preprocess
+        adds a modality check per batch that plain text does not need."""
+        first = model[0]
+        if type(first).__name__ == "Transformer" and hasattr(first, "preprocess"):
+            try:
+                return first.preprocess(texts, prompt=prompt)
+            except TypeError:
+                pass
+        return model.preprocess(texts, prompt=prompt)
 
     def _forward(self, model, texts, prompt, normalize, truncate_dim):
         import torch
         from sentence_transformers.util import batch_to_device
 
         with torch.inference_mode():
-            features = model.preprocess(texts, prompt=prompt)
+            features = self._preprocess(model, texts, prompt)
             features = batch_to_device(features, model.device)
             emb = model(features)["sentence_embedding"]
             if truncate_dim:

@@ -173,8 +173,17 @@ def analogy(matrix, a, b, c, *, k: int = 1, method: str = "add", restrict: int |
             if method == "add":
                 s = target @ block.T
             else:
-                sa, sb, sc = ((1 + v @ block.T) / 2 for v in (va, vb, vc))
-                s = sb * sc / (sa + 1e-6)
+                # ((1+b)/2 * (1+c)/2) / ((1+a)/2 + 1e-6), rewritten in place: fewer passes, no temporaries
+                s = vb @ block.T
+                s += 1
+                t = vc @ block.T
+                t += 1
+                s *= t
+                np.matmul(va, block.T, out=t)
+                t += 1
+                t *= 2
+                t += 4e-6
+                s /= t
             for q in (qa, qb, qc):
                 hit = (q >= start) & (q < start + len(block))
                 s[np.flatnonzero(hit), q[hit] - start] = -np.inf

@@ -2,6 +2,7 @@
 matrices; the distribution of scores (to choose a threshold)."""
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 
@@ -25,9 +26,7 @@ def pair_scores(x: np.ndarray, y: np.ndarray, metric: str = "cosine") -> np.ndar
         return -np.linalg.norm(x - y, axis=1)
     if metric != "cosine":
         raise UsageError("--metric must be cosine, dot or euclidean")
-    nx = np.linalg.norm(x, axis=1)
-    ny = np.linalg.norm(y, axis=1)
-    denom = nx * ny
+    denom = np.sqrt(np.einsum("ij,ij->i", x, x) * np.einsum("ij,ij->i", y, y))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denom > 0, np.einsum("ij,ij->i", x, y) / np.where(denom > 0, denom, 1), np.nan).astype(np.float32)
 
@@ -79,14 +78,16 @@ def side_vectors(encoder, texts: list[str], stats: SimStats, opts=None):
     if encoder.kind != "static":
         return encode_texts(encoder, texts, opts), [None] * len(texts)
     wv = encoder.wv
-    x = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     reasons: list[str | None] = [None] * len(texts)
     get = wv.index.get
-    rows = np.fromiter((get(t, -1) for t in texts), dtype=np.int64, count=len(texts))
+    rows = np.fromiter(map(get, texts, itertools.repeat(-1)), dtype=np.int64, count=len(texts))
     found = rows >= 0
+    if found.all():
+        return np.asarray(wv.vectors[rows], dtype=np.float32), reasons
+    x = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     if found.any():
-        x[found] = np.asarray(wv.vectors[rows[found]], dtype=np.float32)
-    rows = [None if r < 0 else r for r in rows.tolist()] if not found.all() else []
+        x[found] = wv.vectors[rows[found]]
+    rows = [None if r < 0 else r for r in rows.tolist()]
     rest = [i for i, r in enumerate(rows) if r is None]
     if rest:
         before = encoder.empty_texts
