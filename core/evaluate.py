@@ -370,32 +370,44 @@ def run_analogy(wv, path, *, methods=("add", "mul"), restrict: int | None = None
 # ---------------------------------------------------------------- word similarity
 
 
+def _scored_rows(path, split, expected: str, not_number: str, name: str, bad, unicode_errors: str):
+    """(a, b, score) from lines of three fields whose third is a number; blank
+    lines (and those `split` returns None for) are skipped, and a first line
+    whose score is not a number is taken for a header."""
+    first = True
+    for n, line in _lines(path, unicode_errors):
+        if not line.strip():
+            continue
+        parts = split(line)
+        if parts is None:
+            continue
+        if len(parts) != 3:
+            first = False
+            bad(DataError(f"expected {expected}, got {len(parts)}", name, n))
+            continue
+        score = _number(parts[2].strip())
+        if score is None:
+            if not first:
+                bad(DataError(f"{not_number}: {parts[2]!r}", name, n))
+            first = False
+            continue
+        first = False
+        yield parts[0], parts[1], score
+
+
 def read_word_pairs(path, *, on_error: str = "stop", unicode_errors: str = "strict"):
     """`w1 w2 score` lines (tab-separated, or whitespace when the line has no
     tab); `#` comments and blank lines skipped, a header line tolerated.
     Returns (pairs, bad line count)."""
     name = display_name(path)
     bad = _Bad(on_error)
-    pairs = []
-    first = True
-    for n, line in _lines(path, unicode_errors):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
+    def split(line):
+        if line.lstrip().startswith("#"):
+            return None
         parts = [p.strip() for p in line.split("\t")] if "\t" in line else line.split()
-        parts = [p for p in parts if p != ""]
-        if len(parts) != 3:
-            first = False
-            bad(DataError(f"expected 3 fields (word1 word2 score), got {len(parts)}", name, n))
-            continue
-        score = _number(parts[2])
-        if score is None:
-            if first:
-                first = False
-                continue  # a header line
-            bad(DataError(f"not a number: {parts[2]!r}", name, n))
-            continue
-        first = False
-        pairs.append((parts[0], parts[1], score))
+        return [p for p in parts if p != ""]
+
+    pairs = list(_scored_rows(path, split, "3 fields (word1 word2 score)", "not a number", name, bad, unicode_errors))
     if not pairs:
         raise DataError("no word pairs found", name)
     return pairs, bad.count
@@ -471,25 +483,11 @@ def read_sentence_pairs(path, *, fields=("sentence1", "sentence2", "label"), on_
             s2.append(b)
             labels.append(float(value))
     else:
-        first = True
-        for n, line in _lines(path, unicode_errors):
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 3:
-                first = False
-                bad(DataError(f"expected 3 tab-separated fields (sentence1, sentence2, label), got {len(parts)}", name, n))
-                continue
-            value = _number(parts[2].strip())
-            if value is None:
-                if first:
-                    first = False
-                    continue  # a header line
-                bad(DataError(f"label is not a number: {parts[2]!r}", name, n))
-                continue
-            first = False
-            s1.append(parts[0])
-            s2.append(parts[1])
+        rows = _scored_rows(path, lambda line: line.split("\t"), "3 tab-separated fields (sentence1, sentence2, label)",
+                            "label is not a number", name, bad, unicode_errors)
+        for a, b, value in rows:
+            s1.append(a)
+            s2.append(b)
             labels.append(value)
     if not s1:
         raise DataError("no sentence pairs found", name)

@@ -25,6 +25,23 @@ class Index:
     lookup: dict | None = None  # word -> row, for word indexes
     faiss: object = None
 
+    def on_device(self, device: str, metric: str):
+        """The index on the GPU in fp16 (normalised for cosine), copied once
+        and kept for every later block of queries."""
+        key = (device, metric)
+        if getattr(self, "_device_key", None) != key:
+            import torch
+
+            chunks = []
+            for start in range(0, self.vectors.shape[0], 1 << 18):
+                t = torch.as_tensor(np.asarray(self.vectors[start : start + (1 << 18)], dtype=np.float32), device=device)
+                if metric == "cosine":
+                    t = torch.nn.functional.normalize(t, dim=1)
+                chunks.append(t.half() if str(device).startswith("cuda") else t)
+            self._device_tensor = torch.cat(chunks)
+            self._device_key = key
+        return self._device_tensor
+
     def row_of(self, word):
         if self.lookup is None:
             self.lookup = {}
@@ -118,15 +135,17 @@ def search(index: Index, queries: np.ndarray, opts: KnnOptions, exclude=None):
     if index.faiss is not None:
         return faiss_search(index, queries, opts)
     if opts.device not in ("cpu", "auto", None) and opts.device.startswith(("cuda", "mps")):
-        return topk_torch(queries, index.vectors, opts.k, metric=opts.metric, exclude=exclude, device=opts.device,
-                          min_score=opts.min_score)
+        if opts.metric != "euclidean":
+            return topk_torch(queries, index.on_device(opts.device, opts.metric), opts.k, metric=opts.metric,
+                              exclude=exclude, device=opts.device, min_score=opts.min_score, index_normalized=True)
     return topk(queries, index.vectors, opts.k, metric=opts.metric, exclude=exclude, min_score=opts.min_score)
 
 
 def topk_torch(queries, vectors, k, *, metric="cosine", exclude=None, device="cuda", min_score=None,
-               dtype=None, block_rows=1 << 20):
-    """The same search with torch matmul + topk (fp16 on CUDA). The index is
-    copied to the device once per call in blocks of block_rows."""
+               dtype=None, block_rows=1 << 20, index_normalized=False):
+    """The same search with torch matmul + topk (fp16 on CUDA). `vectors` may
+    be a numpy array/mmap (copied to the device block by block) or a tensor
+    already there (see Index.on_device); ties are not ordered by row here."""
     import torch
 
     if metric == "euclidean":
@@ -138,9 +157,11 @@ def topk_torch(queries, vectors, k, *, metric="cosine", exclude=None, device="cu
     q = q.to(dtype)
     best_s = best_i = None
     for start in range(0, vectors.shape[0], block_rows):
-        blk = torch.as_tensor(np.asarray(vectors[start : start + block_rows], dtype=np.float32), device=device)
-        if metric == "cosine":
-            blk = torch.nn.functional.normalize(blk, dim=1)
+        part = vectors[start : start + block_rows]
+        blk = part if isinstance(part, torch.Tensor) else torch.as_tensor(np.asarray(part, dtype=np.float32))
+        blk = blk.to(device)
+        if metric == "cosine" and not index_normalized:
+            blk = torch.nn.functional.normalize(blk.float(), dim=1)
         s = (q @ blk.to(dtype).T).float()
         if exclude is not None:
             for r, rows in enumerate(exclude):

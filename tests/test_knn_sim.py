@@ -189,3 +189,18 @@ def test_catalog_names_resolve_for_knn_and_encode(tmp_path, pku, monkeypatch):
     assert [h["id"] for h in jsonl(r.stdout)[0]["neighbors"]] == ["网球", "伟大", "拳击"]
     r = run_vecpipe("encode", "-m", "pku-morpheme-cbow-50d", "--to", "npy", input="世界\n".encode())
     assert r.returncode == 0 and np.load(io.BytesIO(r.stdout)).shape == (1, 50)
+
+
+def test_index_kept_on_the_device_gives_the_same_answer():
+    from vecpipe.core.neighbors import Index
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    q = x[:7] + 0.01
+    idx = Index(x, list(range(3000)), "x")
+    dev = idx.on_device("cpu", "cosine")
+    assert idx.on_device("cpu", "cosine") is dev  # copied once
+    s, r = topk_torch(q, dev, 5, device="cpu", index_normalized=True)
+    s2, r2 = topk(q, x, 5)
+    np.testing.assert_array_equal(r, r2)
+    np.testing.assert_allclose(s, s2, atol=1e-5)
