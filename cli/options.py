@@ -48,6 +48,10 @@ def model_options(f):
                      help="Static models: auto = longest match over the model's vocabulary."),
         click.option("--oov", type=click.Choice(["skip", "char"]), default="skip", show_default=True,
                      help="Static models: an unknown word is skipped, or replaced by its known characters."),
+        click.option("--normalize-words", is_flag=True,
+                     help="Static models: scale each word vector to unit length before averaging."),
+        click.option("--sif", type=click.FloatRange(min=0, min_open=True), metavar="A",
+                     help="Static models: weigh words by A/(A+p(w)) (SIF; needs counts.npy, e.g. 1e-3)."),
         click.option("--trust-remote-code", is_flag=True, help="Allow a model's own Python code to run (only for models you trust)."),
         click.option("--fetch", "allow_download", is_flag=True, envvar="VECPIPE_AUTO_FETCH",
                      help="Allow downloading a model that is not in the cache yet."),
@@ -61,8 +65,10 @@ def text_field_option(f):
     return click.option("--text-field", default="text", show_default=True, help="The field of each JSONL record that holds the text.")(f)
 
 
-def load_model_from_options(model, device, torch_dtype, max_length, tokenize, oov, trust_remote_code, allow_download, **extra):
+def load_model_from_options(model, device, torch_dtype, max_length, tokenize, oov, normalize_words, sif,
+                            trust_remote_code, allow_download, **extra):
     from vecpipe.core.models import load_model
 
     return load_model(model, device=device, dtype=torch_dtype, max_length=max_length, tokenize=tokenize, oov=oov,
-                      trust_remote_code=trust_remote_code, allow_download=allow_download, **extra)
+                      normalize_words=normalize_words, sif=sif, trust_remote_code=trust_remote_code,
+                      allow_download=allow_download, **extra)

@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from .errors import DataError, UsageError
+from .progress import progress
 from .streams import NpyStreamWriter, display_name, open_input, open_output, read_numbered_records
 
 log = logging.getLogger("vecpipe")
@@ -208,6 +209,7 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             ids_fh = stack.enter_context(open_output(ids_out)) if ids_out else None
         consumed_total = job.records_done if job else 0
         counted = _Counter(records)
+        bar = stack.enter_context(progress(total=None, unit=" texts", unit_scale=True, desc="encode"))
         for window in _windows(texts_of(counted), opts.window):
             texts = [t for _, _, t in window]
             x = encode_texts(encoder, texts, opts, budget)
@@ -224,6 +226,7 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             if ids_fh is not None:
                 ids_fh.write(b"".join(orjson.dumps(rec.get(opts.id_field, n)) + b"\n" for n, rec, _ in window))
             stats.records += len(window)
+            bar.update(len(window))
             if job is not None and resume:  # durable progress only matters to a later --resume
                 job.checkpoint(consumed_total + counted.n, {"ranges": ranges.tolist()} if ranges is not None else {})
         if job is not None:

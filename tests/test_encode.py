@@ -1,6 +1,5 @@
 """vecpipe encode: static and transformer encoders, batching, streams, resume."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -7,7 +7,7 @@ import pytest
 from gensim.models import KeyedVectors
 
 from conftest import run_vecpipe
-from vecpipe.core.formats import WordVectors, read_vectors, write_vectors
+from vecpipe.core.formats import read_vectors, write_vectors
 from vecpipe.core.neighbors import topk_torch
 from vecpipe.core.search import topk
 
