@@ -44,6 +44,8 @@ def model_options(f):
         click.option("--dtype", "torch_dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
                      show_default=True, help="Model weights and compute: auto is float16 on CUDA, float32 elsewhere."),
         click.option("--max-length", type=click.IntRange(min=1), help="Truncate texts to this many tokens."),
+        click.option("--pooling", metavar="MODE",
+                     help="Transformer models: override the pooling (cls, mean, max, lasttoken, ...)."),
         click.option("--tokenize", type=click.Choice(["auto", "space", "char", "jieba"]), default="auto", show_default=True,
                      help="Static models: auto = longest match over the model's vocabulary."),
         click.option("--oov", type=click.Choice(["skip", "char"]), default="skip", show_default=True,
@@ -65,10 +67,10 @@ def text_field_option(f):
     return click.option("--text-field", default="text", show_default=True, help="The field of each JSONL record that holds the text.")(f)
 
 
-def load_model_from_options(model, device, torch_dtype, max_length, tokenize, oov, normalize_words, sif,
+def load_model_from_options(model, device, torch_dtype, max_length, pooling, tokenize, oov, normalize_words, sif,
                             trust_remote_code, allow_download, **extra):
     from vecpipe.core.models import load_model
 
     return load_model(model, device=device, dtype=torch_dtype, max_length=max_length, tokenize=tokenize, oov=oov,
-                      normalize_words=normalize_words, sif=sif, trust_remote_code=trust_remote_code,
+                      normalize_words=normalize_words, sif=sif, pooling=pooling, trust_remote_code=trust_remote_code,
                       allow_download=allow_download, **extra)

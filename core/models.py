@@ -159,16 +159,18 @@ class TransformerEncoder:
 
     def __init__(self, location, *, device: str | None = None, dtype: str | None = None,
                  trust_remote_code: bool = False, max_length: int | None = None,
-                 allow_download: bool = False, name: str = ""):
+                 allow_download: bool = False, name: str = "", pooling: str | None = None):
         from .batching import choose_devices, choose_dtype
 
         self.name = name or str(location)
         self.devices = choose_devices(device)
         self.models = [self._load(location, d, choose_dtype(d, dtype), trust_remote_code, allow_download) for d in self.devices]
         self.model = self.models[0]
-        if max_length:
-            for m in self.models:
+        for m in self.models:
+            if max_length:
                 m.max_seq_length = max_length
+            if pooling:
+                _set_pooling(m, pooling)
         self.dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") \
             else self.model.get_sentence_embedding_dimension()
 
@@ -289,6 +291,20 @@ class TransformerEncoder:
         return out
 
 
+def _set_pooling(model, mode: str) -> None:
+    """Replace the model's Pooling module by one with another mode (cls, mean,
+    max, lasttoken, ...), keeping its dimension and prompt handling."""
+    for key, module in model._modules.items():
+        if type(module).__name__ == "Pooling":
+            try:
+                model._modules[key] = type(module)(module.embedding_dimension, pooling_mode=mode,
+                                                   include_prompt=getattr(module, "include_prompt", True))
+            except ValueError as exc:
+                raise UsageError(f"--pooling {mode}: {exc}") from None
+            return
+    raise UsageError("--pooling: this model has no Pooling module to change")
+
+
 def _split_balanced(lengths: np.ndarray, k: int) -> list[np.ndarray]:
     """Deal texts, longest first, round-robin to k workers: equal work, any order."""
     order = np.argsort(-lengths, kind="stable")
@@ -296,7 +312,7 @@ def _split_balanced(lengths: np.ndarray, k: int) -> list[np.ndarray]:
 
 
 def load_model(spec: str | None, *, device=None, dtype=None, trust_remote_code=False, max_length=None,
-               allow_download=False, tokenize="auto", oov="skip", normalize_words=False, sif=None):
+               allow_download=False, tokenize="auto", oov="skip", normalize_words=False, sif=None, pooling=None):
     """Turn a model spec into an encoder (static or transformer)."""
     kind, location = resolve_spec(spec)
     if kind == "static":
@@ -304,4 +320,5 @@ def load_model(spec: str | None, *, device=None, dtype=None, trust_remote_code=F
         return StaticEncoder(wv, tokenize=tokenize, oov=oov, normalize_words=normalize_words, sif=sif,
                              name=str(spec or default_spec()))
     return TransformerEncoder(location, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-                              max_length=max_length, allow_download=allow_download, name=str(spec or default_spec()))
+                              max_length=max_length, allow_download=allow_download, name=str(spec or default_spec()),
+                              pooling=pooling)

@@ -238,3 +238,18 @@ def test_int8_ranges_are_fixed_for_the_whole_output(tmp_path, minilm, minilm_enc
     np.testing.assert_array_equal(q[7:14], q[:7])
     ref = quantize_embeddings(emb[:7], precision="int8", ranges=ranges)
     assert np.abs(q[:7].astype(int) - ref.astype(int)).max() <= 1  # clipping/rounding at the edges only
+
+
+def test_pooling_override_takes_the_cls_token(minilm):
+    import torch
+
+    enc = TransformerEncoder(minilm, device="cpu", pooling="cls")
+    ours = enc.encode(TEXTS[:3])
+    tokens = enc.model.encode(TEXTS[:3], output_value="token_embeddings")
+    # MiniLM normalises after pooling: the result is the unit-length first-token vector
+    ref = torch.nn.functional.normalize(torch.stack([t[0] for t in tokens]), dim=1).numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    from vecpipe.core.errors import UsageError
+
+    with pytest.raises(UsageError, match="--pooling nonsense"):
+        TransformerEncoder(minilm, device="cpu", pooling="nonsense")
