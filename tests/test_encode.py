@@ -253,3 +253,13 @@ def test_pooling_override_takes_the_cls_token(minilm):
 
     with pytest.raises(UsageError, match="--pooling nonsense"):
         TransformerEncoder(minilm, device="cpu", pooling="nonsense")
+
+
+def test_several_workers_keep_the_order(minilm, minilm_encoder):
+    """--device cpu,cpu takes the multi-GPU code path (one model and one thread
+    per device, texts dealt by length) on the CPU."""
+    enc = TransformerEncoder(minilm, device="cpu,cpu")
+    assert len(enc.models) == 2 and enc.models[0] is not enc.models[1]
+    texts = TEXTS * 3
+    np.testing.assert_allclose(enc.encode(texts, budget=Budget(max_tokens=64, max_batch=4)),
+                               minilm_encoder.model.encode(texts), atol=1e-5)
