@@ -84,8 +84,13 @@ def cli(verbose, quiet, debug):
     are shell pipelines:
 
     \b
-      vecpipe convert sgns.zhihu.word.bz2 -o zhihu.vec/
-      vecpipe convert zhihu.vec/ --to word2vec --limit 1000 | head -3
+      vecpipe knn -m builtin:zh-classic 悟空 黛玉 -k 5        # try it offline
+      vecpipe fetch bge-small-zh                              # download once, verified
+      vecpipe convert sgns.zhihu.word.bz2 -o zhihu.vecdir     # any format -> vecdir
+      vecpipe train-w2v corpus.txt -o mine.vecdir
+      vecpipe encode -m bge-small-zh docs.jsonl -o docs.npy --ids-out docs.ids
+      cat q.txt | vecpipe encode -m bge-small-zh --query --to npy | vecpipe knn --index docs.npy --ids docs.ids
+      vecpipe eval analogy -m zhihu.vecdir CA8/morphological.txt
 
     Exit codes: 0 ok (also when the reader of stdout goes away, as with
     `| head`), 64 usage, 65 bad input data, 66 missing input, 69 unavailable,
