@@ -94,7 +94,8 @@ def cli(verbose, quiet, debug):
 
     Exit codes: 0 ok (also when the reader of stdout goes away, as with
     `| head`), 64 usage, 65 bad input data, 66 missing input, 69 unavailable,
-    70 internal error, 74 I/O error, 130 interrupted.
+    70 internal error, 74 I/O error, 75 output locked by another run (try
+    again later), 130 interrupted.
     """
     _state["debug"] = debug or bool(os.environ.get("VECPIPE_DEBUG"))
     _configure_logging(verbose, quiet)
