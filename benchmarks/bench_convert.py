@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import PEAK_RSS
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -24,8 +25,6 @@ READERS = {
     "vecpipe": "from vecpipe.core.formats import read_vectors as r; wv = r({path!r}); n = len(wv)",
     "gensim": "from gensim.models import KeyedVectors as K; kv = K.load_word2vec_format({path!r}); n = len(kv)",
 }
-# VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's high-water mark
-PEAK_RSS = "def peak_rss():\n    return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) * 1024\n"
 TIMED = (
     PEAK_RSS + "import time, sys\n"
     "t = time.perf_counter()\n{body}\n"

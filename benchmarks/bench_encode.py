@@ -24,14 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+from _common import PEAK_RSS
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 DATA = Path(os.environ.get("VECPIPE_DATA", HERE.parent.parent / "shared" / "data"))
 
 
-# VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's high-water mark
-PEAK_RSS = "def peak_rss():\n    return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) * 1024\n"
 
 
 def lcqmc_sentences() -> list[str]:

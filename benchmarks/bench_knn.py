@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import PEAK_RSS
 
 OUT = Path(__file__).resolve().parent / "out"
-PEAK_RSS = "def peak_rss():\n    return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) * 1024\n"
 
 
 def median_rate(fn, n, repeat):

@@ -10,6 +10,7 @@ import numpy as np
 from .. import __version__
 from .errors import UsageError
 from .formats import ReadStats, WordVectors, canonical_format, read_vectors, write_vectors
+from .search import normalize_rows
 from .streams import display_name, iter_lines, open_input
 
 log = logging.getLogger("vecpipe")
@@ -89,10 +90,7 @@ def l2_normalize(wv: WordVectors) -> WordVectors:
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
         norms[norms == 0] = 1.0
         return replace(wv, vectors=sparse.diags(1.0 / norms).astype(np.float32) @ x)
-    x = np.asarray(wv.vectors, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return replace(wv, vectors=x / norms)
+    return replace(wv, vectors=normalize_rows(wv.vectors))
 
 
 def convert(src, dst, opts: ConvertOptions, stats: ReadStats | None = None) -> WordVectors:

@@ -17,6 +17,7 @@ import orjson
 
 from .errors import DataError, UsageError
 from .progress import progress
+from .search import normalize_rows
 from .streams import NpyStreamWriter, display_name, open_input, open_output, read_numbered_records
 
 log = logging.getLogger("vecpipe")
@@ -102,8 +103,7 @@ def encode_texts(encoder, texts: list[str], opts: EncodeOptions, budget=None) ->
         if opts.truncate_dim:
             x = x[:, : opts.truncate_dim]
         if opts.normalize:
-            norms = np.linalg.norm(x, axis=1, keepdims=True)
-            x = x / np.where(norms == 0, 1, norms)
+            x = normalize_rows(x)
         return x.astype(np.float32, copy=False)
     return encoder.encode(texts, prompt=opts.prompt, normalize=opts.normalize, truncate_dim=opts.truncate_dim, budget=budget)
 

@@ -17,7 +17,6 @@ from .formats import WordVectors, is_vecdir, read_vectors
 log = logging.getLogger("vecpipe")
 
 DEFAULT_MODEL = "bge-small-zh"
-BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"  # the same folder as catalog.BUILTIN_DIR
 
 
 def default_spec() -> str:
@@ -40,6 +39,8 @@ def resolve_spec(spec: str | None) -> tuple[str, object]:
             return "transformer", p
         raise UsageError(f"{spec}: a folder that is neither a vecdir nor a sentence-transformers model")
     if spec.startswith("builtin:"):
+        from .catalog import BUILTIN_DIR
+
         name = spec.split(":", 1)[1]
         path = BUILTIN_DIR / name
         if not is_vecdir(path):
@@ -139,8 +140,9 @@ class StaticEncoder:
         flat = np.fromiter((r for rows in rows_per_text for r in rows), dtype=np.int64, count=int(counts.sum()))
         vecs = np.asarray(self.matrix[flat], dtype=np.float32)
         if self.normalize_words:
-            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-            vecs = vecs / np.where(norms == 0, 1, norms)
+            from .search import normalize_rows
+
+            vecs = normalize_rows(vecs)
         if self.weights is not None:
             w = self.weights[flat][:, None]
             vecs = vecs * w

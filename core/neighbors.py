@@ -11,7 +11,7 @@ import orjson
 
 from .errors import DataError, NoInputError, UsageError
 from .formats import is_vecdir, open_vecdir
-from .search import analogy, topk
+from .search import analogy, normalize_rows, topk
 from .streams import display_name, is_npy, open_input, read_npy_stream, read_numbered_records
 
 log = logging.getLogger("vecpipe")
@@ -204,9 +204,7 @@ def build_faiss(index: Index, spec: str, metric: str = "cosine"):
     """A faiss index from a factory string ("IVF4096,Flat", "HNSW32", "Flat"),
     inner product on normalised vectors for cosine."""
     faiss = _faiss()
-    x = np.ascontiguousarray(np.asarray(index.vectors, dtype=np.float32))
-    if metric == "cosine":
-        x = x / np.where(np.linalg.norm(x, axis=1, keepdims=True) == 0, 1, np.linalg.norm(x, axis=1, keepdims=True))
+    x = normalize_rows(index.vectors) if metric == "cosine" else np.ascontiguousarray(index.vectors, dtype=np.float32)
     measure = faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
     fi = faiss.index_factory(x.shape[1], spec, measure)
     if not fi.is_trained:
@@ -234,9 +232,7 @@ def save_faiss(index: Index, path) -> None:
 
 def faiss_search(index: Index, queries, opts: KnnOptions):
     faiss = _faiss()
-    q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
-    if opts.metric == "cosine":
-        q = q / np.where(np.linalg.norm(q, axis=1, keepdims=True) == 0, 1, np.linalg.norm(q, axis=1, keepdims=True))
+    q = normalize_rows(queries) if opts.metric == "cosine" else np.ascontiguousarray(queries, dtype=np.float32)
     if opts.nprobe:
         faiss.ParameterSpace().set_index_parameter(index.faiss, "nprobe", opts.nprobe)
     scores, rows = index.faiss.search(q, opts.k)

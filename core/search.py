@@ -13,7 +13,8 @@ from .errors import UsageError
 METRICS = ("cosine", "dot", "euclidean")
 
 
-def _rows_normalized(x: np.ndarray) -> np.ndarray:
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """float32 rows scaled to unit length; all-zero rows stay zero."""
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norms == 0, 1, norms)
@@ -112,7 +113,7 @@ def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=
     if q.shape[1] != index.shape[1]:
         raise UsageError(f"queries have {q.shape[1]} dimensions, the index {index.shape[1]}")
     if metric == "cosine":
-        q = _rows_normalized(q)
+        q = normalize_rows(q)
     out_s = np.full((len(q), k), -np.inf, dtype=np.float32)
     out_i = np.full((len(q), k), -1, dtype=np.int64)
     for qs in range(0, len(q), query_block):
@@ -121,7 +122,7 @@ def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=
         for start in range(0, n_index, index_block):
             block = np.asarray(index[start : start + index_block], dtype=np.float32)
             if metric == "cosine" and not index_normalized:
-                block = _rows_normalized(block)
+                block = normalize_rows(block)
             s = qb @ block.T
             if metric == "euclidean":
                 s = -np.sqrt(np.maximum((qb * qb).sum(1)[:, None] - 2 * s + (block * block).sum(1)[None, :], 0))
@@ -164,12 +165,12 @@ def analogy(matrix, a, b, c, *, k: int = 1, method: str = "add", restrict: int |
     out_i = np.full((len(a), k), -1, dtype=np.int64)
     for qs in range(0, len(a), query_block):
         qa, qb, qc = a[qs : qs + query_block], b[qs : qs + query_block], c[qs : qs + query_block]
-        va, vb, vc = (_rows_normalized(np.asarray(matrix[q])) for q in (qa, qb, qc))
+        va, vb, vc = (normalize_rows(np.asarray(matrix[q])) for q in (qa, qb, qc))
         if method == "add":
-            target = _rows_normalized(vb + vc - va)
+            target = normalize_rows(vb + vc - va)
         best_s = best_i = None
         for start in range(0, n, index_block):
-            block = _rows_normalized(np.asarray(matrix[start : min(n, start + index_block)]))
+            block = normalize_rows(np.asarray(matrix[start : min(n, start + index_block)]))
             if method == "add":
                 s = target @ block.T
             else:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import DataError, UsageError
+from .search import normalize_rows
 from .streams import display_name, open_input, read_numbered_records
 
 log = logging.getLogger("vecpipe")
@@ -32,10 +33,7 @@ def pair_scores(x: np.ndarray, y: np.ndarray, metric: str = "cosine") -> np.ndar
 
 
 def matrix_scores(x: np.ndarray, metric: str = "cosine") -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if metric == "cosine":
-        n = np.linalg.norm(x, axis=1, keepdims=True)
-        x = x / np.where(n == 0, 1, n)
+    x = normalize_rows(x) if metric == "cosine" else np.asarray(x, dtype=np.float32)
     if metric == "euclidean":
         sq = (x * x).sum(1)
         return -np.sqrt(np.maximum(sq[:, None] - 2 * x @ x.T + sq[None, :], 0))
