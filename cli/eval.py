@@ -126,15 +126,21 @@ def analogy(dataset, model, method, restrict_vocab, case_insensitive, block, out
 @click.option("--case-insensitive", is_flag=True, help="Word vectors: look words up in upper case (gensim's default).")
 @click.option("--zero-unknown", is_flag=True, help="Score a pair with an unknown word 0 instead of skipping it "
                                                     "(gensim's dummy4unknown).")
+@click.option("--score-column", type=click.IntRange(min=3), metavar="N",
+              help="The column (from 1) of the gold score when lines carry several numbers "
+                   "(COS960: mean, then each rating). Default: 3, the first after the words.")
 @_common
-def similarity(dataset, restrict_vocab, case_insensitive, zero_unknown, output, dataset_label, on_error, unicode_errors,
-               **model_opts):
-    """Word similarity (wordsim-240): Spearman.
+def similarity(dataset, restrict_vocab, case_insensitive, zero_unknown, score_column, output, dataset_label, on_error,
+               unicode_errors, **model_opts):
+    """Word similarity (wordsim-240, COS960): Spearman.
 
     DATASET has one `word1 word2 score` per line (tab- or space-separated;
-    `#` comments and a header line are skipped). With word vectors, pairs with
+    `#` comments and a header line are skipped). Lines with more numbers after
+    the words (COS960's `w1 w2 mean r1 ... r15`) are scored on the first of
+    them (stderr says so) or on --score-column. With word vectors, pairs with
     an unknown word are skipped and counted, as gensim's evaluate_word_pairs;
-    a transformer model encodes each word as a text.
+    a transformer model encodes each word as a text. Spearman ranks cosines
+    rounded to 6 decimals, so that scores equal in exact arithmetic tie.
 
     \b
     Examples:
@@ -151,7 +157,8 @@ def similarity(dataset, restrict_vocab, case_insensitive, zero_unknown, output, 
     encoder = None if wv is not None else load_model_from_options(**model_opts)
     loaded = time.perf_counter() - started
     result = run_similarity(path, wv=wv, encoder=encoder, restrict=restrict_vocab, case_insensitive=case_insensitive,
-                            zero_unknown=zero_unknown, on_error=on_error, unicode_errors=unicode_errors)
+                            zero_unknown=zero_unknown, score_column=score_column, on_error=on_error,
+                            unicode_errors=unicode_errors)
     _finish("similarity", result, model=model_info(spec, encoder=encoder, wv=wv), paths=[path], name=dataset_label,
             output=output, load_seconds=loaded)
 
@@ -161,22 +168,30 @@ def similarity(dataset, restrict_vocab, case_insensitive, zero_unknown, output, 
 @model_options
 @click.option("--prompt", help="Text put before every sentence (both sides).")
 @click.option("--fields", default="sentence1,sentence2,label", show_default=True,
-              help="JSONL input: the fields of the two sentences and the label.")
+              help="JSONL input (or a table's header): the names of the two sentences and the label.")
+@click.option("--columns", metavar="A,B,LABEL", help="Tables without a header naming them: the columns of the two "
+                                                     "sentences and the label, numbers from 1 (e.g. 2,3,4) or header names.")
 @_common
-def sts(dataset, prompt, fields, output, dataset_label, on_error, unicode_errors, **model_opts):
-    """Sentence pairs (STS-B, LCQMC): Spearman.
+def sts(dataset, prompt, fields, columns, output, dataset_label, on_error, unicode_errors, **model_opts):
+    """Sentence pairs (STS-B, LCQMC, PAWS-X, BQ): Spearman.
 
-    DATASET has `sentence1<TAB>sentence2<TAB>label` lines (a header line is
-    skipped) or JSONL records with sentence1, sentence2 and label. The score
-    is Spearman's correlation between the labels and the cosine similarities
-    of the two embeddings, as text2vec reports it (Pearson beside it). Each
-    distinct sentence is encoded once.
+    DATASET is a table or JSONL. Tables: `sentence1<TAB>sentence2<TAB>label`
+    lines (STS-B, LCQMC); a header line naming the columns, whatever their
+    order and number (PAWS-X's `id sentence1 sentence2 label`); `*.csv` read
+    as CSV (quoted fields, a byte-order mark: BQ); other layouts need
+    --columns. JSONL records have sentence1, sentence2 and label (--fields).
+    The score is Spearman's correlation between the labels and the cosine
+    similarities of the two embeddings (rounded to 6 decimals, so exact ties
+    stay ties), as text2vec reports it (Pearson beside it). Each distinct
+    sentence is encoded once.
 
     \b
     Examples:
       vecpipe eval sts -m bge-small-zh STS-B/STS-B.test.data
       vecpipe eval sts -m text2vec-base-chinese LCQMC/test.txt -o lcqmc.json
       vecpipe eval sts -m zhihu.vecdir sohu.jsonl --fields sentence1,sentence2,label
+      vecpipe eval sts -m bge-small-zh pawsx.test
+      vecpipe eval sts -m bge-small-zh pairs-with-ids.tsv --columns 2,3,4
     """
     from vecpipe.core.errors import UsageError
     from vecpipe.core.evaluate import model_info, run_sts
@@ -189,7 +204,8 @@ def sts(dataset, prompt, fields, output, dataset_label, on_error, unicode_errors
     started = time.perf_counter()
     encoder = load_model_from_options(**model_opts)
     loaded = time.perf_counter() - started
-    result = run_sts(encoder, path, prompt=prompt, fields=names, on_error=on_error, unicode_errors=unicode_errors)
+    result = run_sts(encoder, path, prompt=prompt, fields=names, columns=columns, on_error=on_error,
+                     unicode_errors=unicode_errors)
     _finish("sts", result, model=model_info(model_opts["model"] or default_spec(), encoder=encoder), paths=[path],
             name=dataset_label, output=output, load_seconds=loaded)
 
@@ -217,7 +233,10 @@ def retrieval(dataset, queries, corpus, qrels, split, query_prompt, no_query_pro
 
     DATASET is a folder with queries, corpus and qrels (BEIR's corpus.jsonl,
     queries.jsonl, qrels/test.tsv, or queries.tsv, corpus.tsv, qrels.tsv), or
-    give the three files with --queries, --corpus and --qrels. The corpus and
+    give the three files with --queries, --corpus and --qrels. DATASET may
+    also be a SQuAD v1 JSON file (CMRC 2018): its contexts are the corpus, its
+    questions the queries, each question's own context the relevant document
+    (a context given twice is one document). The corpus and
     the judged queries are encoded (queries with the model's query
     instruction, where it has one), ranked by cosine with exact top-k, and
     scored as trec_eval does (linear gains for nDCG).
@@ -225,22 +244,32 @@ def retrieval(dataset, queries, corpus, qrels, split, query_prompt, no_query_pro
     \b
     Examples:
       vecpipe eval retrieval -m bge-small-zh CMRC2018-retrieval/
+      vecpipe eval retrieval -m bge-small-zh cmrc2018_dev.json
       vecpipe eval retrieval -m m3e-base --queries q.tsv --corpus docs.jsonl --qrels qrels.tsv -o r.json
     """
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.evaluate import find_retrieval_files, model_info, run_retrieval
+    from vecpipe.core.evaluate import find_retrieval_files, model_info, run_retrieval, run_squad_retrieval
     from vecpipe.core.models import catalog_query_prompt, default_spec
 
     if query_prompt and no_query_prompt:
         raise UsageError("--query-prompt and --no-query-prompt contradict each other; use one")
     files = {"queries": queries, "corpus": corpus, "qrels": qrels}
+    squad = None
     if dataset is not None:
-        found = find_retrieval_files(_dataset(dataset), split)
-        files = {k: v or found[k] for k, v in files.items()}
+        path = _dataset(dataset)
+        if path.is_dir():
+            found = find_retrieval_files(path, split)
+            files = {k: v or found[k] for k, v in files.items()}
+        elif any(files.values()):
+            raise UsageError(f"{dataset}: a SQuAD file holds the queries, corpus and judgments; "
+                             "do not add --queries, --corpus or --qrels")
+        else:
+            squad = path
     missing = [k for k, v in files.items() if v is None]
-    if missing:
+    if missing and squad is None:
         raise UsageError(f"give a DATASET folder or --{' --'.join(missing)}")
-    files = {k: _dataset(v) for k, v in files.items()}
+    if squad is None:
+        files = {k: _dataset(v) for k, v in files.items()}
     started = time.perf_counter()
     encoder = load_model_from_options(**model_opts)
     loaded = time.perf_counter() - started
@@ -249,12 +278,17 @@ def retrieval(dataset, queries, corpus, qrels, split, query_prompt, no_query_pro
         query_prompt = catalog_query_prompt(spec) or getattr(encoder, "query_prompt", None)
     if no_query_prompt:
         query_prompt = None
-    result = run_retrieval(encoder, files["queries"], files["corpus"], files["qrels"], query_prompt=query_prompt,
-                           corpus_prompt=corpus_prompt, depth=depth, ignore_identical_ids=not keep_identical_ids,
-                           on_error=on_error, unicode_errors=unicode_errors)
-    _finish("retrieval", result, model=model_info(spec, encoder=encoder),
-            paths=[files["queries"], files["corpus"], files["qrels"]], name=dataset_label, output=output,
-            load_seconds=loaded)
+    if squad is not None:
+        result = run_squad_retrieval(encoder, squad, query_prompt=query_prompt, corpus_prompt=corpus_prompt,
+                                     depth=depth, on_error=on_error)
+        paths = [squad]
+    else:
+        result = run_retrieval(encoder, files["queries"], files["corpus"], files["qrels"], query_prompt=query_prompt,
+                               corpus_prompt=corpus_prompt, depth=depth, ignore_identical_ids=not keep_identical_ids,
+                               on_error=on_error, unicode_errors=unicode_errors)
+        paths = [files["queries"], files["corpus"], files["qrels"]]
+    _finish("retrieval", result, model=model_info(spec, encoder=encoder), paths=paths, name=dataset_label,
+            output=output, load_seconds=loaded)
 
 
 @eval_group.command()

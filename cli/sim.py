@@ -25,10 +25,13 @@ def _print_distribution(dist: dict) -> None:
 @click.argument("src", type=click.Path(allow_dash=True), default="-")
 @model_options
 @output_option()
-@click.option("--fields", default="text1,text2", show_default=True, help="The two JSONL fields holding a pair.")
+@click.option("--fields", default="text1,text2", show_default=True,
+              help="The two JSONL fields holding a pair (or a table's header names).")
+@click.option("--columns", metavar="A,B", help="Tables (TSV, or CSV for *.csv): the two text columns, numbers from 1 "
+                                               "or header names (default: text1<TAB>text2 lines, or a header naming them).")
 @click.option("--metric", type=click.Choice(["cosine", "dot", "euclidean"]), default="cosine", show_default=True)
-@click.option("--left", type=click.Path(exists=True, allow_dash=True), help="Vectors: left side (npy); pairs row by row with --right.")
-@click.option("--right", type=click.Path(exists=True), help="Vectors: right side (npy).")
+@click.option("--left", type=click.Path(allow_dash=True), help="Vectors: left side (npy); pairs row by row with --right.")
+@click.option("--right", type=click.Path(allow_dash=True), help="Vectors: right side (npy).")
 @click.option("--matrix", is_flag=True, help="All-pairs scores of one list of texts (-o x.npy, or JSONL rows).")
 @click.option("--stats", is_flag=True, help="Print the distribution of scores on stderr (quantiles, histogram).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw the score histogram into this PNG (needs matplotlib).")
@@ -36,11 +39,13 @@ def _print_distribution(dist: dict) -> None:
 @click.option("--normalize", is_flag=True, help="Normalise vectors before scoring (changes dot and euclidean).")
 @click.option("--window", type=click.IntRange(min=1), default=10000, show_default=True, help="Pairs scored at a time.")
 @text_field_option
-def sim(src, output, fields, metric, left, right, matrix, stats, plot, prompt, normalize, window, text_field, **model_opts):
+def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, prompt, normalize, window, text_field, **model_opts):
     """Score the similarity of pairs.
 
-    Reads pairs as JSONL (text1/text2, or --fields a,b) or tab-separated lines,
-    and writes each record with a `score`, in input order. With word vectors a
+    Reads pairs as JSONL (text1/text2, or --fields a,b) or a table: TSV lines
+    `text1<TAB>text2` (a numeric label may follow), or TSV/CSV whose header
+    names the columns (or --columns); other layouts are refused, never guessed.
+    Writes each record with a `score`, in input order. With word vectors a
     word pair is a lookup; a side with no known word scores null, with a reason.
 
     \b
@@ -56,9 +61,10 @@ def sim(src, output, fields, metric, left, right, matrix, stats, plot, prompt, n
     from vecpipe.core.encode import EncodeOptions, encode_texts
     from vecpipe.core.errors import UsageError
     from vecpipe.core.similarity import (
-        SimStats, distribution, matrix_scores, pair_scores, plot_distribution, read_pairs, score_pairs,
+        SimStats, distribution, matrix_scores, pair_scores, plot_distribution, read_pairs, read_side, read_texts,
+        score_pairs,
     )
-    from vecpipe.core.streams import atomic_path, open_input, open_output, read_npy_stream, read_records
+    from vecpipe.core.streams import atomic_path, open_output
 
     dumps = lambda rec: orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)  # noqa: E731
     scores_seen = []
@@ -66,8 +72,8 @@ def sim(src, output, fields, metric, left, right, matrix, stats, plot, prompt, n
     if left or right:
         if not (left and right):
             raise UsageError("--left and --right go together")
-        x = np.concatenate(list(read_npy_stream(open_input(left), left)))
-        y = np.concatenate(list(read_npy_stream(open_input(right), right)))
+        x = read_side(left, "--left")
+        y = read_side(right, "--right")
         if len(x) != len(y):
             raise UsageError(f"--left has {len(x)} rows, --right {len(y)}")
         s = pair_scores(x, y, metric)
@@ -78,9 +84,7 @@ def sim(src, output, fields, metric, left, right, matrix, stats, plot, prompt, n
     else:
         encoder = load_model_from_options(**model_opts)
         if matrix:
-            fh = open_input(src)
-            records = list(read_records(fh, src, text_field=text_field))
-            texts = [r.get(text_field) for r in records]
+            records, texts = read_texts(src, text_field)
             x = encode_texts(encoder, texts, enc_opts)
             m = matrix_scores(x, metric)
             scores_seen = m[np.triu_indices(len(m), 1)].tolist()
@@ -112,7 +116,7 @@ def sim(src, output, fields, metric, left, right, matrix, stats, plot, prompt, n
                 batch.clear()
 
             with open_output(output) as out:
-                for item in read_pairs(src, names):
+                for item in read_pairs(src, names, columns):
                     batch.append(item)
                     if len(batch) >= window:
                         flush(out)

@@ -98,6 +98,19 @@ def _number(text: str):
     return v if np.isfinite(v) else None
 
 
+def _read_json(path):
+    """The JSON document of a file (compressed or not)."""
+    fh = open_input(path)
+    try:
+        raw = fh.read()
+    finally:
+        fh.close()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DataError(f"not JSON: {exc}", display_name(path)) from None
+
+
 def resolve_dataset(arg) -> Path:
     """A dataset argument: an existing path, else a catalog dataset name that
     `vecpipe fetch` has put in the cache."""
@@ -370,58 +383,60 @@ def run_analogy(wv, path, *, methods=("add", "mul"), restrict: int | None = None
 # ---------------------------------------------------------------- word similarity
 
 
-def _scored_rows(path, split, expected: str, not_number: str, name: str, bad, unicode_errors: str):
-    """(a, b, score) from lines of three fields whose third is a number; blank
-    lines (and those `split` returns None for) are skipped, and a first line
-    whose score is not a number is taken for a header."""
-    first = True
-    for n, line in _lines(path, unicode_errors):
-        if not line.strip():
-            continue
-        parts = split(line)
-        if parts is None:
-            continue
-        if len(parts) != 3:
-            first = False
-            bad(DataError(f"expected {expected}, got {len(parts)}", name, n))
-            continue
-        score = _number(parts[2].strip())
-        if score is None:
-            if not first:
-                bad(DataError(f"{not_number}: {parts[2]!r}", name, n))
-            first = False
-            continue
-        first = False
-        yield parts[0], parts[1], score
-
-
-def read_word_pairs(path, *, on_error: str = "stop", unicode_errors: str = "strict"):
+def read_word_pairs(path, *, score_column: int | None = None, on_error: str = "stop", unicode_errors: str = "strict"):
     """`w1 w2 score` lines (tab-separated, or whitespace when the line has no
-    tab); `#` comments and blank lines skipped, a header line tolerated.
+    tab); `#` comments and blank lines skipped, a header line tolerated. Lines
+    may carry more numbers after the two words (COS960: the mean, then each
+    annotator's rating): the score is `score_column` (counted from 1; default
+    3, the first after the words, which stderr says when there are more).
     Returns (pairs, bad line count)."""
     name = display_name(path)
     bad = _Bad(on_error)
-    def split(line):
-        if line.lstrip().startswith("#"):
-            return None
+    if score_column is not None and score_column < 3:
+        raise UsageError("--score-column counts from 1 and columns 1 and 2 are the words: give 3 or more")
+    col = (score_column or 3) - 1
+    pairs = []
+    width = None  # the field count of the first pair: every line has as many
+    first = True
+    for n, line in _lines(path, unicode_errors):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
         parts = [p.strip() for p in line.split("\t")] if "\t" in line else line.split()
-        return [p for p in parts if p != ""]
-
-    pairs = list(_scored_rows(path, split, "3 fields (word1 word2 score)", "not a number", name, bad, unicode_errors))
+        parts = [p for p in parts if p != ""]
+        if len(parts) <= col or (width is not None and len(parts) != width) or (width is None and len(parts) < 3):
+            first = False
+            want = f"{width} fields, as line {width_line}" if width is not None else \
+                f"at least {max(3, col + 1)} fields (word1 word2 score{' ...' if col > 2 else ''})"
+            bad(DataError(f"expected {want}, got {len(parts)}", name, n))
+            continue
+        score = _number(parts[col])
+        if score is None:
+            if not first:
+                bad(DataError(f"not a number: {parts[col]!r}" + (f" (column {col + 1})" if col != 2 else ""), name, n))
+            first = False
+            continue
+        first = False
+        if width is None:
+            width, width_line = len(parts), n
+            if width > 3 and score_column is None:
+                log.warning("%s: lines have %d fields; the score is column 3, the first after the two words "
+                            "(choose another with --score-column N)", name, width)
+        pairs.append((parts[0], parts[1], score))
     if not pairs:
         raise DataError("no word pairs found", name)
     return pairs, bad.count
 
 
 def run_similarity(path, *, wv=None, encoder=None, restrict: int | None = None, case_insensitive: bool = False,
-                   zero_unknown: bool = False, on_error: str = "stop", unicode_errors: str = "strict") -> dict:
+                   zero_unknown: bool = False, score_column: int | None = None, on_error: str = "stop",
+                   unicode_errors: str = "strict") -> dict:
     """Spearman and Pearson between gold scores and cosine similarities.
 
     With word vectors (wv): pairs with an unknown word are skipped and counted
     (or scored 0 with zero_unknown, gensim's dummy4unknown). With an encoder
     (a transformer), each word is encoded as a text."""
     started = time.perf_counter()
-    pairs, bad_lines = read_word_pairs(path, on_error=on_error, unicode_errors=unicode_errors)
+    pairs, bad_lines = read_word_pairs(path, score_column=score_column, on_error=on_error, unicode_errors=unicode_errors)
     gold, model = [], []
     oov = 0
     if wv is not None:
@@ -447,10 +462,11 @@ def run_similarity(path, *, wv=None, encoder=None, restrict: int | None = None, 
         gold = [p[2] for p in pairs]
     if len(gold) < 2:
         raise DataError(f"only {len(gold)} pair(s) with known words: nothing to correlate", display_name(path))
-    metrics = {"spearman": M.spearman(gold, model), "pearson": M.pearson(gold, model),
+    metrics = {"spearman": M.spearman(gold, M.tied(model)), "pearson": M.pearson(gold, model),
                "oov_ratio": M.ratio(oov, len(pairs))}
     counts = {"pairs": len(pairs), "used": len(gold), "oov": oov, "bad_lines": bad_lines}
-    params = {"restrict_vocab": restrict, "case_insensitive": case_insensitive, "zero_unknown": zero_unknown}
+    params = {"restrict_vocab": restrict, "case_insensitive": case_insensitive, "zero_unknown": zero_unknown,
+              "score_column": score_column or 3, "rank_decimals": M.SCORE_DECIMALS}
     return {"metrics": metrics, "headline": ["spearman"], "counts": counts, "params": params,
             "seconds": time.perf_counter() - started}
 
@@ -458,11 +474,15 @@ def run_similarity(path, *, wv=None, encoder=None, restrict: int | None = None, 
 # ---------------------------------------------------------------- sentence pairs (STS)
 
 
-def read_sentence_pairs(path, *, fields=("sentence1", "sentence2", "label"), on_error: str = "stop",
+def read_sentence_pairs(path, *, fields=("sentence1", "sentence2", "label"), columns=None, on_error: str = "stop",
                         unicode_errors: str = "strict"):
-    """`s1<TAB>s2<TAB>label` lines (STS-B, LCQMC, ATEC, BQ, PAWS-X; a header
-    line tolerated) or JSONL records with sentence1/sentence2/label (SOHU).
-    Returns (s1 list, s2 list, labels array, bad line count)."""
+    """Sentence pairs with a numeric label, as each benchmark publishes them:
+    TSV `s1<TAB>s2<TAB>label` (STS-B, LCQMC, ATEC), TSV or CSV whose header
+    names the columns (PAWS-X's `id sentence1 sentence2 label`, BQ's CSV with
+    quoted fields), or JSONL records with sentence1/sentence2/label (SOHU).
+    `columns`: three column numbers (from 1) or header names, for the other
+    layouts (see core.pairs). Returns (s1 list, s2 list, labels array, bad
+    line count)."""
     name = display_name(path)
     bad = _Bad(on_error)
     s1, s2, labels = [], [], []
@@ -483,9 +503,11 @@ def read_sentence_pairs(path, *, fields=("sentence1", "sentence2", "label"), on_
             s2.append(b)
             labels.append(float(value))
     else:
-        rows = _scored_rows(path, lambda line: line.split("\t"), "3 tab-separated fields (sentence1, sentence2, label)",
-                            "label is not a number", name, bad, unicode_errors)
-        for a, b, value in rows:
+        for n, (a, b, lab) in _pair_table(path, fields, columns, name, bad, unicode_errors):
+            value = _number(lab.strip())
+            if value is None:
+                bad(DataError(f"label is not a number: {lab!r}", name, n))
+                continue
             s1.append(a)
             s2.append(b)
             labels.append(value)
@@ -494,20 +516,38 @@ def read_sentence_pairs(path, *, fields=("sentence1", "sentence2", "label"), on_
     return s1, s2, np.asarray(labels, dtype=np.float64), bad.count
 
 
-def run_sts(encoder, path, *, prompt: str | None = None, fields=("sentence1", "sentence2", "label"),
+def _pair_table(path, fields, columns, name, bad, unicode_errors):
+    """(line, (s1, s2, label)) of a TSV or CSV table of sentence pairs."""
+    from . import pairs as P
+
+    roles = [P.Role(fields[0], P.FIRST_NAMES), P.Role(fields[1], P.SECOND_NAMES), P.Role(fields[2], P.LABEL_NAMES)]
+    as_csv = P.is_csv(path)
+    fh = open_input(path)
+    try:
+        rows = P.iter_rows(fh, name, csv_dialect=as_csv, unicode_errors=unicode_errors)
+        yield from P.table(rows, roles, P.parse_columns(columns, 3), name, bad, numeric=fields[2],
+                           sep="comma" if as_csv else "tab")
+    finally:
+        fh.close()
+
+
+def run_sts(encoder, path, *, prompt: str | None = None, fields=("sentence1", "sentence2", "label"), columns=None,
             on_error: str = "stop", unicode_errors: str = "strict") -> dict:
-    """Spearman (and Pearson) between the gold label and cos(e1, e2), as text2vec."""
+    """Spearman (and Pearson) between the gold label and cos(e1, e2), as text2vec
+    (Spearman over cosines rounded to M.SCORE_DECIMALS, so exact ties stay ties)."""
     started = time.perf_counter()
-    s1, s2, labels, bad_lines = read_sentence_pairs(path, fields=fields, on_error=on_error, unicode_errors=unicode_errors)
+    s1, s2, labels, bad_lines = read_sentence_pairs(path, fields=fields, columns=columns, on_error=on_error,
+                                                    unicode_errors=unicode_errors)
     empty_before = getattr(encoder, "empty_texts", 0)
     x, rows = encode_all(encoder, s1 + s2, prompt=prompt, normalize=True, desc="sentences")
     e1, e2 = x[rows[: len(s1)]], x[rows[len(s1) :]]
     cos = (e1 * e2).sum(axis=1).astype(np.float64)
-    metrics = {"spearman": M.spearman(labels, cos), "pearson": M.pearson(labels, cos)}
+    metrics = {"spearman": M.spearman(labels, M.tied(cos)), "pearson": M.pearson(labels, cos)}
     counts = {"pairs": len(s1), "sentences": int(x.shape[0]), "bad_lines": bad_lines}
     if encoder.kind == "static":
         counts["no_known_word"] = int(getattr(encoder, "empty_texts", 0) - empty_before)
-    return {"metrics": metrics, "headline": ["spearman"], "counts": counts, "params": {"prompt": prompt},
+    params = {"prompt": prompt, "columns": columns, "rank_decimals": M.SCORE_DECIMALS}
+    return {"metrics": metrics, "headline": ["spearman"], "counts": counts, "params": params,
             "seconds": time.perf_counter() - started}
 
 
@@ -646,22 +686,104 @@ def run_retrieval(encoder, queries_path, corpus_path, qrels_path, *, query_promp
                   on_error: str = "stop", unicode_errors: str = "strict") -> dict:
     """Encode the corpus and the judged queries, rank by cosine (core.search.topk),
     score the ranking with nDCG@10, MRR@10, MAP and Recall@1/10/100."""
-    from .search import topk
-
     if depth < 1:
         raise UsageError("--depth must be >= 1")
     started = time.perf_counter()
     queries = read_texts_by_id(queries_path, on_error=on_error, unicode_errors=unicode_errors)
     corpus = read_texts_by_id(corpus_path, on_error=on_error, unicode_errors=unicode_errors)
     qrels, judgments = read_qrels(qrels_path, on_error=on_error, unicode_errors=unicode_errors)
+    result = _score_retrieval(encoder, queries, corpus, qrels, judgments, query_prompt=query_prompt,
+                              corpus_prompt=corpus_prompt, depth=depth, ignore_identical_ids=ignore_identical_ids,
+                              queries_name=display_name(queries_path), qrels_name=display_name(qrels_path))
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def read_squad(path, *, on_error: str = "stop") -> tuple[dict, dict, dict, dict]:
+    """A SQuAD v1 JSON file (CMRC 2018, DRCD, SQuAD) as a retrieval set: the
+    paragraphs' contexts are the corpus, the questions the queries, and each
+    question's own context its one relevant document. A context given twice
+    is one document (the first paragraph's id). Returns (queries, corpus,
+    qrels, counts)."""
+    name = display_name(path)
+    bad = _Bad(on_error)
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise DataError('not a SQuAD JSON file (no "data" list of articles with paragraphs); give a retrieval '
+                        "folder, or --queries, --corpus and --qrels", name)
+    queries: dict[str, str] = {}
+    corpus: dict[str, str] = {}
+    qrels: dict[str, dict[str, float]] = {}
+    doc_of_text: dict[str, str] = {}
+    duplicates = 0
+    for i, article in enumerate(data["data"]):
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            bad(DataError(f'data[{i}]: no "paragraphs" list', name))
+            continue
+        for j, para in enumerate(paragraphs):
+            where = f"data[{i}].paragraphs[{j}]"
+            context = para.get("context") if isinstance(para, dict) else None
+            if not isinstance(context, str) or not context.strip():
+                bad(DataError(f'{where}: no "context" text', name))
+                continue
+            doc = doc_of_text.get(context)
+            if doc is None:
+                pid = para.get("id")
+                doc = str(pid) if isinstance(pid, (str, int)) and str(pid) not in corpus else f"{i}.{j}"
+                corpus[doc] = context
+                doc_of_text[context] = doc
+            else:
+                duplicates += 1
+            qas = para.get("qas", [])
+            for k, qa in enumerate(qas if isinstance(qas, list) else []):
+                question = qa.get("question") if isinstance(qa, dict) else None
+                if not isinstance(question, str) or not question.strip():
+                    bad(DataError(f'{where}.qas[{k}]: no "question" text', name))
+                    continue
+                qid = qa.get("id")
+                qid = str(qid) if isinstance(qid, (str, int)) else f"{i}.{j}.{k}"
+                if qid in queries:
+                    bad(DataError(f"{where}.qas[{k}]: duplicate question id {qid!r}", name))
+                    continue
+                queries[qid] = question
+                qrels[qid] = {doc: 1.0}
+    if not queries:
+        raise DataError("no questions with a context found", name)
+    counts = {"paragraphs": len(corpus) + duplicates, "duplicate_contexts": duplicates, "bad_entries": bad.count}
+    return queries, corpus, qrels, counts
+
+
+def run_squad_retrieval(encoder, path, *, query_prompt: str | None = None, corpus_prompt: str | None = None,
+                        depth: int = 100, on_error: str = "stop") -> dict:
+    """Retrieval on a SQuAD v1 file (see read_squad). Query and document ids
+    come from different lists, so no document is excluded for sharing a
+    query's id."""
+    if depth < 1:
+        raise UsageError("--depth must be >= 1")
+    started = time.perf_counter()
+    queries, corpus, qrels, extra = read_squad(path, on_error=on_error)
+    name = display_name(path)
+    result = _score_retrieval(encoder, queries, corpus, qrels, len(queries), query_prompt=query_prompt,
+                              corpus_prompt=corpus_prompt, depth=depth, ignore_identical_ids=False,
+                              queries_name=name, qrels_name=name)
+    result["counts"].update(extra)
+    result["params"]["format"] = "squad"
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def _score_retrieval(encoder, queries: dict, corpus: dict, qrels: dict, judgments: int, *, query_prompt, corpus_prompt,
+                     depth: int, ignore_identical_ids: bool, queries_name: str, qrels_name: str) -> dict:
+    from .search import topk
+
     judged = [q for q, rels in qrels.items() if any(r > 0 for r in rels.values())]
     no_text = [q for q in judged if q not in queries]
     if no_text:
-        log.warning("%d judged queries are not in %s (skipped), e.g. %r", len(no_text), display_name(queries_path), no_text[0])
+        log.warning("%d judged queries are not in %s (skipped), e.g. %r", len(no_text), queries_name, no_text[0])
     qids = [q for q in judged if q in queries]
     if not qids:
-        raise DataError("no query with a relevant document in the qrels has a text in the queries file",
-                        display_name(qrels_path))
+        raise DataError("no query with a relevant document in the qrels has a text in the queries file", qrels_name)
     doc_ids = list(corpus)
     missing_docs = sum(1 for q in qids for d, r in qrels[q].items() if r > 0 and d not in corpus)
     if missing_docs:
@@ -684,8 +806,7 @@ def run_retrieval(encoder, queries_path, corpus_path, qrels_path, *, query_promp
               "judged_queries_without_text": len(no_text), "relevant_not_in_corpus": missing_docs}
     params = {"query_prompt": query_prompt, "corpus_prompt": corpus_prompt, "depth": k,
               "ignore_identical_ids": ignore_identical_ids}
-    return {"metrics": metrics, "headline": ["ndcg@10"], "counts": counts, "params": params,
-            "seconds": time.perf_counter() - started}
+    return {"metrics": metrics, "headline": ["ndcg@10"], "counts": counts, "params": params}
 
 
 # ---------------------------------------------------------------- classification
@@ -867,6 +988,8 @@ def render(headers: list[str], rows: list[list], fmt: str = "text") -> str:
     if fmt == "tsv":
         clean = [[c.replace("\t", " ").replace("\n", " ") for c in r] for r in [headers] + cells]
         return "".join("\t".join(r) + "\n" for r in clean)
+    if fmt == "md":
+        headers, cells = [_md_cell(h) for h in headers], [[_md_cell(c) for c in r] for r in cells]
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
 
     def numeric(i):
@@ -884,6 +1007,11 @@ def render(headers: list[str], rows: list[list], fmt: str = "text") -> str:
         return "\n".join(out) + "\n"
     out = ["  ".join(line(headers)).rstrip()] + ["  ".join(line(r)).rstrip() for r in cells]
     return "\n".join(out) + "\n"
+
+
+def _md_cell(text) -> str:
+    """A markdown table cell: `\\` and `|` escaped (GitHub's rule), line breaks as spaces."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", " ").replace("\n", " ")
 
 
 def _looks_number(s: str) -> bool:
@@ -925,15 +1053,7 @@ def read_results(paths) -> list[dict]:
     results = []
     for p in paths:
         name = display_name(p)
-        fh = open_input(p)
-        try:
-            raw = fh.read()
-        finally:
-            fh.close()
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise DataError(f"not JSON: {exc}", name) from None
+        data = _read_json(p)
         items = data if isinstance(data, list) else [data]
         for item in items:
             if not (isinstance(item, dict) and item.get("task") in TASKS and isinstance(item.get("metrics"), dict)):

@@ -34,6 +34,17 @@ def spearman(x, y) -> float:
         return float(stats.spearmanr(x, y)[0])
 
 
+SCORE_DECIMALS = 6
+
+
+def tied(scores) -> np.ndarray:
+    """Model scores as they are ranked: rounded to SCORE_DECIMALS decimals, so
+    that scores equal in exact arithmetic (an averaging model on a word-permuted
+    sentence, a pair given twice) tie, instead of being ordered by float noise
+    (which would move Spearman with the summation order)."""
+    return np.round(np.asarray(scores, dtype=np.float64), SCORE_DECIMALS)
+
+
 def pearson(x, y) -> float:
     """Pearson's correlation (scipy.stats.pearsonr); nan when undefined."""
     import warnings

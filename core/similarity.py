@@ -47,23 +47,95 @@ class SimStats:
     reasons: dict = field(default_factory=dict)
 
 
-def read_pairs(src, fields: tuple[str, str]):
-    """(line, record, left text, right text) from JSONL (two fields) or TSV lines (first two columns)."""
+def read_pairs(src, fields: tuple[str, str], columns: str | None = None):
+    """(line, record, left text, right text) from JSONL (two fields) or a
+    table (TSV, or CSV for `*.csv`; see core.pairs): `text1<TAB>text2` lines,
+    optionally with a numeric label third; a header line naming the columns
+    (`fields`, or text1/sentence1/... and text2/sentence2/...), whose names
+    key the records; or `columns` (two numbers from 1, or header names).
+    Any other layout is refused: the wrong columns are never scored."""
     name = display_name(src)
     fh = open_input(src)
     try:
-        for n, rec in read_numbered_records(fh, name, text_field="\0line"):
-            if "\0line" in rec:  # a plain line: tab-separated
-                cols = rec["\0line"].split("\t")
-                if len(cols) < 2:
-                    raise DataError("expected two tab-separated texts", name, n)
-                rec = {fields[0]: cols[0], fields[1]: cols[1], **({"label": cols[2]} if len(cols) > 2 else {})}
-            a, b = rec.get(fields[0]), rec.get(fields[1])
-            if not isinstance(a, str) or not isinstance(b, str):
-                raise DataError(f'expected text fields "{fields[0]}" and "{fields[1]}"', name, n)
-            yield n, rec, a, b
+        if fh.peek(4096).lstrip()[:1] == b"{":  # as read_numbered_records decides
+            if columns is not None:
+                raise UsageError("--columns is for tables (TSV, CSV); JSONL records name their --fields")
+            for n, rec in read_numbered_records(fh, name, text_field="\0line"):
+                a, b = rec.get(fields[0]), rec.get(fields[1])
+                if not isinstance(a, str) or not isinstance(b, str):
+                    raise DataError(f'expected text fields "{fields[0]}" and "{fields[1]}"', name, n)
+                yield n, rec, a, b
+            return
+        yield from _table_pairs(fh, src, name, fields, columns)
     finally:
         fh.close()
+
+
+def _table_pairs(fh, src, name, fields, columns):
+    from . import pairs as P
+
+    as_csv = P.is_csv(src)
+    sep = "comma" if as_csv else "tab"
+    rows = P.iter_rows(fh, name, csv_dialect=as_csv)
+    head = next(rows, None)
+    if head is None:
+        return
+    n, first = head
+    roles = [P.Role(fields[0], P.FIRST_NAMES), P.Role(fields[1], P.SECOND_NAMES)]
+    wanted = P.parse_columns(columns, 2)
+    if wanted is not None or P.find_roles(first, roles) is not None:
+        layout = P.plan(first, roles, wanted, name, n, sep=sep)
+    elif len(first) == 2 or (len(first) == 3 and P.is_number(first[2])):
+        layout = P.Layout(None, [0, 1], len(first))  # text1, text2 (and a label: LCQMC, STS-B)
+    elif len(first) == 3 and P.Role("label", P.LABEL_NAMES).matches(first[2]):
+        layout = P.Layout([c.strip() for c in first], [0, 1], 3)
+    else:
+        raise DataError(f"{len(first)} {sep}-separated fields and no header line naming the two texts; sim reads "
+                        f"text1<TAB>text2 lines (a numeric label may follow): name the columns in a header line "
+                        f"({fields[0]}, {fields[1]}) or choose them with --columns (e.g. --columns 2,3)", name, n)
+    idx = layout.index
+    keys = layout.header or [fields[idx.index(i)] if i in idx else "label" if wanted is None else f"col{i + 1}"
+                             for i in range(layout.width)]
+
+    def stop(err):
+        raise err
+
+    for m, cols in P.data_rows(layout, head, rows, name, stop, sep=sep):
+        yield m, dict(zip(keys, cols)), cols[idx[0]], cols[idx[1]]
+
+
+def read_side(path, option: str) -> np.ndarray:
+    """All rows of the npy stream (or .npy file) given to --left or --right."""
+    from .streams import read_npy_stream
+
+    name = display_name(path)
+    fh = open_input(path)
+    try:
+        blocks = list(read_npy_stream(fh, name))
+    finally:
+        fh.close()
+    if not blocks:
+        raise DataError(f"{option}: no vectors (an empty stream; expected .npy arrays)", name)
+    return np.concatenate(blocks)
+
+
+def read_texts(src, text_field: str) -> tuple[list[dict], list[str]]:
+    """The records and texts of --matrix: plain lines, or JSONL whose every
+    record has a string `text_field`."""
+    name = display_name(src)
+    records, texts = [], []
+    fh = open_input(src)
+    try:
+        for n, rec in read_numbered_records(fh, name, text_field=text_field):
+            text = rec.get(text_field)
+            if not isinstance(text, str):
+                what = "missing" if text is None else f"not a string ({type(text).__name__})"
+                raise DataError(f'field "{text_field}" is {what}', name, n)
+            records.append(rec)
+            texts.append(text)
+    finally:
+        fh.close()
+    return records, texts
 
 
 def side_vectors(encoder, texts: list[str], stats: SimStats, opts=None):
