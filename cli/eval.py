@@ -313,8 +313,9 @@ def classify(data, test_data, folds, test_size, seed, max_per_label, max_iter, C
              tsv_order, output, dataset_label, on_error, unicode_errors, **model_opts):
     """Classification (MTEB-like): accuracy, F1.
 
-    DATA is one file of labelled texts (JSONL {text, label}, or
-    label<TAB>text lines), or several files, one per label, the label being
+    DATA is one file of labelled texts (JSONL {text, label}, label<TAB>text
+    lines, or a CSV file with a header such as label,review), or several
+    files, one per label, the label being
     the file name without extension (pos.txt, neg.txt). Evaluated on a
     stratified split (--test-size), by k-fold (--folds), or on --test data,
     as MTEB's classification tasks do. Needs scikit-learn

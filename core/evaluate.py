@@ -30,6 +30,7 @@ import numpy as np
 import orjson
 
 from . import metrics as M
+from . import pairs as P
 from .errors import DataError, NoInputError, UnavailableError, UsageError
 from .progress import progress
 from .streams import display_name, iter_lines, open_input, read_numbered_records
@@ -488,6 +489,8 @@ def read_sentence_pairs(path, *, fields=("sentence1", "sentence2", "label"), col
     s1, s2, labels = [], [], []
     f1, f2, fl = fields
     if _is_jsonl(path):
+        if columns is not None:
+            raise UsageError("--columns is for tables (TSV, CSV); JSONL records name their --fields")
         for n, rec in _records(path, unicode_errors=unicode_errors, on_bad=bad):
             a, b = rec.get(f1), rec.get(f2)
             lab = rec.get(fl, rec.get("score") if fl == "label" else None)
@@ -518,8 +521,6 @@ def read_sentence_pairs(path, *, fields=("sentence1", "sentence2", "label"), col
 
 def _pair_table(path, fields, columns, name, bad, unicode_errors):
     """(line, (s1, s2, label)) of a TSV or CSV table of sentence pairs."""
-    from . import pairs as P
-
     roles = [P.Role(fields[0], P.FIRST_NAMES), P.Role(fields[1], P.SECOND_NAMES), P.Role(fields[2], P.LABEL_NAMES)]
     as_csv = P.is_csv(path)
     fh = open_input(path)
@@ -854,6 +855,31 @@ def read_labelled(paths, *, text_field: str = "text", label_field: str = "label"
             texts.append(t)
             labels.append(str(lab))
         return texts, labels, bad.count
+    rows = _csv_labelled(path, tsv_order, name, bad, unicode_errors) if P.is_csv(path) else \
+        _tsv_labelled(path, tsv_order, name, bad, unicode_errors)
+    for n, lab, t in rows:
+        lab = lab.strip()
+        if not lab or not t.strip():
+            bad(DataError("empty label or text", name, n))
+            continue
+        texts.append(t)
+        labels.append(lab)
+    return texts, labels, bad.count
+
+
+_CLASS_NAMES = ("label", "labels", "class", "category")
+_TEXT_NAMES = ("text", "sentence", "content", "review", "text_a", "sentence1")
+
+
+def _labelled_roles(tsv_order: str):
+    roles = [P.Role("label", _CLASS_NAMES), P.Role("text", _TEXT_NAMES)]
+    return roles if tsv_order == "label-text" else roles[::-1]
+
+
+def _tsv_labelled(path, tsv_order, name, bad, unicode_errors):
+    """(line, label, text) of label<TAB>text lines (the text may hold tabs), a
+    header line naming both columns skipped."""
+    roles = _labelled_roles(tsv_order)
     first = True
     for n, line in _lines(path, unicode_errors):
         if not line.strip():
@@ -862,22 +888,26 @@ def read_labelled(paths, *, text_field: str = "text", label_field: str = "label"
             first = False
             bad(DataError("expected label<TAB>text" if tsv_order == "label-text" else "expected text<TAB>label", name, n))
             continue
-        if tsv_order == "label-text":
-            lab, t = line.split("\t", 1)
-        else:
-            t, lab = line.rsplit("\t", 1)
-        lab = lab.strip()
-        if first and lab.lower() in ("label", "labels", "class", "category") and t.strip().lower() in (
-                "text", "sentence", "content", "review"):
+        cells = line.split("\t", 1) if tsv_order == "label-text" else line.rsplit("\t", 1)
+        if first and P.find_roles(cells, roles) is not None:
             first = False
             continue
         first = False
-        if not lab or not t.strip():
-            bad(DataError("empty label or text", name, n))
-            continue
-        texts.append(t)
-        labels.append(lab)
-    return texts, labels, bad.count
+        lab, t = cells if tsv_order == "label-text" else cells[::-1]
+        yield n, lab, t
+
+
+def _csv_labelled(path, tsv_order, name, bad, unicode_errors):
+    """(line, label, text) of a CSV file (the csv module: quoted fields, a BOM):
+    a header naming the label and text columns (waimai_10k's `label,review`),
+    or two columns in --tsv-order."""
+    fh = open_input(path)
+    try:
+        rows = P.iter_rows(fh, name, csv_dialect=True, unicode_errors=unicode_errors)
+        for n, (a, b) in P.table(rows, _labelled_roles(tsv_order), None, name, bad, sep="comma"):
+            yield (n, a, b) if tsv_order == "label-text" else (n, b, a)
+    finally:
+        fh.close()
 
 
 def _subsample(labels: list[str], per_label: int, seed: int) -> np.ndarray:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import pairs as P
 from .errors import DataError, UsageError
 from .search import normalize_rows
 from .streams import display_name, open_input, read_numbered_records
@@ -72,8 +73,6 @@ def read_pairs(src, fields: tuple[str, str], columns: str | None = None):
 
 
 def _table_pairs(fh, src, name, fields, columns):
-    from . import pairs as P
-
     as_csv = P.is_csv(src)
     sep = "comma" if as_csv else "tab"
     rows = P.iter_rows(fh, name, csv_dialect=as_csv)

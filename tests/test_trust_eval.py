@@ -74,6 +74,10 @@ def test_headerless_extra_columns_need_columns(invoke, topics, tmp_path):
     assert json.loads(r.stdout)["metrics"]["spearman"] == pytest.approx(reference_spearman(topics, PAIRS), abs=1e-12)
     r = invoke("eval", "sts", "-m", topics, path, "--columns", "2,3")
     assert r.exit_code == 64 and "--columns takes 3 comma-separated columns" in r.stderr
+    jl = tmp_path / "p.jsonl"
+    jl.write_text('{"sentence1": "苹果", "sentence2": "香蕉", "label": 1}\n', encoding="utf-8")
+    r = invoke("eval", "sts", "-m", topics, jl, "--columns", "2,3,4")
+    assert r.exit_code == 64 and "--columns is for tables (TSV, CSV)" in r.stderr
     # names need a header that has them
     r = invoke("eval", "sts", "-m", topics, path, "--columns", "s1,s2,y")
     assert r.exit_code == 65 and f"{path}:1: the first line is not a header with the columns s1, s2, y" in r.stderr
@@ -404,3 +408,17 @@ def test_analogy_invalid_utf8_is_65_with_line(invoke, topics, tmp_path):
     r = invoke("eval", "analogy", "-m", topics, path)
     assert r.exit_code == 65
     assert r.stderr == f"vecpipe: error: {path}:3: invalid UTF-8 at byte 4 of the line (try --unicode-errors replace)\n"
+
+
+# ---------------------------------------------------------------- siblings: classification tables as published
+
+
+def test_classify_csv_and_named_headers(tmp_path):
+    from vecpipe.core.evaluate import read_labelled
+
+    csv_path = tmp_path / "waimai_10k.csv"  # label,review with quoted commas and a BOM
+    csv_path.write_bytes(b"\xef\xbb\xbf" + 'label,review\r\n1,"很快,好吃"\r\n0,"送餐慢，""凉了"""\r\n'.encode())
+    assert read_labelled([csv_path]) == (["很快,好吃", '送餐慢，"凉了"'], ["1", "0"], 0)
+    tsv = tmp_path / "ChnSentiCorp.tsv"  # ERNIE's layout: a label<TAB>text_a header
+    tsv.write_text("label\ttext_a\n1\t不错\n0\t很差\n", encoding="utf-8")
+    assert read_labelled([tsv]) == (["不错", "很差"], ["1", "0"], 0)
