@@ -41,6 +41,7 @@ ALIASES = {"fasttext": "word2vec", "vec": "word2vec", "txt": "word2vec", "text":
 VECDIR_FORMAT = "vecpipe.vecdir"
 CHUNK_BYTES = 1 << 23  # 8 MiB of text per parse step: bounded memory, few Python round trips
 UTF8_BOM = b"\xef\xbb\xbf"
+DETECT_BYTES = 1 << 16  # how much of the start detection looks at
 F32_LIMIT = 3.4028235677973366e38  # a float whose magnitude reaches this rounds to infinity in float32
 
 
@@ -191,7 +192,7 @@ def detect_format(path, fh: io.BufferedReader | None = None) -> str:
             return by_name
     if fh is None:
         return "word2vec"
-    head = fh.peek(1 << 16)
+    head = fh.peek(DETECT_BYTES)
     if head.startswith(UTF8_BOM):
         head = head[len(UTF8_BOM) :]
     if head.lstrip()[:1] == b"{":
@@ -214,6 +215,43 @@ def detect_format(path, fh: io.BufferedReader | None = None) -> str:
             return "word2vec-bin"
         return "word2vec-bin" if len(line) < d else "word2vec"
     return "glove"
+
+
+class _Prefixed(io.RawIOBase):
+    """Bytes already read from a stream, then the rest of that stream."""
+
+    def __init__(self, prefix: bytes, rest: IO[bytes]):
+        self.prefix, self.rest = memoryview(prefix), rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.prefix:
+            n = min(len(b), len(self.prefix))
+            b[:n] = self.prefix[:n]
+            self.prefix = self.prefix[n:]
+            return n
+        return self.rest.readinto(b)
+
+    def close(self) -> None:
+        self.rest.close()
+        super().close()
+
+
+def _with_lookahead(fh: io.BufferedReader, size: int) -> io.BufferedReader:
+    """A reader whose peek() shows the first `size` bytes (or all, if fewer): a
+    pipe may hold only the writer's first line when detection looks at it."""
+    if len(fh.peek(size)) >= size:
+        return fh
+    chunks, total = [], 0
+    while total < size:
+        block = fh.read1(size - total)
+        if not block:
+            break
+        chunks.append(block)
+        total += len(block)
+    return io.BufferedReader(_Prefixed(b"".join(chunks), fh), buffer_size=max(size, 1 << 20))
 
 
 def _looks_sparse(sample: bytes, header) -> bool:
@@ -281,6 +319,7 @@ def read_vectors(
     name = display_name(path)
     fh = open_input(path)
     try:
+        fh = _with_lookahead(fh, DETECT_BYTES)
         if fh.peek(len(UTF8_BOM))[: len(UTF8_BOM)] == UTF8_BOM:
             fh.read(len(UTF8_BOM))
         if fh.peek(len(NPY_MAGIC))[: len(NPY_MAGIC)] == NPY_MAGIC:

@@ -1,6 +1,7 @@
 """Word-vector files that lie: NaN/Inf values, a UTF-8 BOM, broken vecdirs,
 headers that disagree with the body, and sparse vectors that must stay sparse."""
 import gzip
+import io
 
 import numpy as np
 import orjson
@@ -422,3 +423,35 @@ def test_text_header_dim_larger_than_rows(tmp_path, invoke):
     path.write_text(path.read_text().replace("2 3", "2 4", 1))
     err = one_error_line(invoke("convert", path))
     assert f"{path}:2: expected 4 values after the word, found 3" in err
+
+
+class _Pipe(io.RawIOBase):
+    """A pipe whose writer wrote its header line alone: each read returns one write."""
+
+    def __init__(self, writes):
+        self.writes = list(writes)
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if not self.writes:
+            return 0
+        data = self.writes.pop(0)
+        b[: len(data)] = data
+        return len(data)
+
+
+@pytest.mark.parametrize("body,expected", [
+    (b"a 0:1 2:3\nb 1:2\n", [[1, 0, 3], [0, 2, 0]]),
+    (b"a 1 2 3\nb 4 5 6\n", [[1, 2, 3], [4, 5, 6]]),
+])
+def test_detection_waits_for_more_than_the_first_write_of_a_pipe(monkeypatch, body, expected):
+    """`vecpipe convert x | vecpipe convert -`: the header may arrive alone (it did,
+    and sparse or text on stdin was taken for word2vec binary)."""
+    import vecpipe.core.formats as formats
+
+    monkeypatch.setattr(formats, "open_input", lambda path: io.BufferedReader(_Pipe([BOM + b"2 3\n", body])))
+    wv = read_vectors("-")
+    assert wv.words == ["a", "b"]
+    np.testing.assert_array_equal(wv.dense(), expected)
