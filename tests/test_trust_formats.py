@@ -73,6 +73,10 @@ def test_nonfinite_in_word2vec_binary(tmp_path, invoke):
     r = invoke("convert", path, "--on-error", "skip", "--to", "word2vec")
     assert r.exit_code == 0 and "skipped 1 bad rows" in r.stderr
     assert r.stdout == "2 3\na 1.0 2.0 3.0\nc 7.0 8.0 9.0\n"
+    kv = KeyedVectors.load_word2vec_format(str(path), binary=True)  # gensim keeps the inf
+    ours = read_vectors(path, on_error="skip")
+    assert ours.words == [kv.index_to_key[0], kv.index_to_key[2]]
+    np.testing.assert_array_equal(ours.vectors, kv.vectors[[0, 2]])
 
 
 def test_nonfinite_on_the_fast_path_of_a_real_file(tmp_path, pku):
@@ -455,3 +459,15 @@ def test_detection_waits_for_more_than_the_first_write_of_a_pipe(monkeypatch, bo
     wv = read_vectors("-")
     assert wv.words == ["a", "b"]
     np.testing.assert_array_equal(wv.dense(), expected)
+
+
+def test_nonfinite_in_a_hand_made_sparse_vecdir(tmp_path, invoke):
+    d = tmp_path / "s.vecdir"
+    d.mkdir()
+    (d / "vocab.txt").write_text("a\nb\nc\n")
+    x = np.diag([1, np.nan, 3]).astype(np.float32)
+    sparse.save_npz(d / "vectors.npz", sparse.csr_matrix(x))
+    err = one_error_line(invoke("convert", d))
+    assert f"{d / 'vectors.npz'}: row 2 (word 'b', vocab.txt:2) holds NaN" in err
+    r = invoke("convert", d, "--on-error", "skip")
+    assert r.exit_code == 0 and r.stdout == "2 3\na 0:1.0\nc 2:3.0\n"
