@@ -409,6 +409,7 @@ def _read_dense_text(fh, name, *, limit, unicode_errors, policy, stats):
     pending = b""
     if header:
         n, dim = header
+        _check_header_dim(n, dim, name)
         line_no = 2
     else:
         n = None
@@ -445,6 +446,11 @@ def _read_dense_text(fh, name, *, limit, unicode_errors, policy, stats):
     if stats.spaced_words:
         log.warning("%s: %d words contain spaces (taken as everything before the last %d values)", name, stats.spaced_words, dim)
     return words, rows.result()
+
+
+def _check_header_dim(n: int, dim: int, name: str) -> None:
+    if dim == 0 and n > 0:
+        raise DataError(f"the header promises {n} vectors of 0 dimensions", name, 1)
 
 
 def _infer_dim(first: bytes, name: str) -> int:
@@ -555,6 +561,7 @@ def _read_word2vec_binary(fh, name, *, limit, unicode_errors, policy, stats):
     if not header:
         raise DataError("word2vec binary files start with a `N D` header line", name, 1)
     n, dim = header
+    _check_header_dim(n, dim, name)
     total = n if limit is None else min(n, limit)
     out = np.empty((total, dim), dtype=np.float32)
     words: list[str] = []

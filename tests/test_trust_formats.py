@@ -471,3 +471,20 @@ def test_nonfinite_in_a_hand_made_sparse_vecdir(tmp_path, invoke):
     assert f"{d / 'vectors.npz'}: row 2 (word 'b', vocab.txt:2) holds NaN" in err
     r = invoke("convert", d, "--on-error", "skip")
     assert r.exit_code == 0 and r.stdout == "2 3\na 0:1.0\nc 2:3.0\n"
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("d0.txt", b"2 0\na\nb\n", ":1: the header promises 2 vectors of 0 dimensions"),
+    ("d0.bin", b"2 0\na \nb \n", ":1: the header promises 2 vectors of 0 dimensions"),
+    ("bom-only.txt", BOM, ":1: cannot find a vector on the first line"),
+    ("empty.txt", b"", ":1: cannot find a vector on the first line"),
+    ("a.npz", None, ": a .npy array holds vectors without their words"),
+])
+def test_degenerate_files(tmp_path, invoke, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        np.savez(path, x=X3)
+    else:
+        path.write_bytes(content)
+    err = one_error_line(invoke("convert", path))
+    assert f"{path}{message}" in err, err
