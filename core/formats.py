@@ -124,8 +124,8 @@ class _ErrorPolicy:
 
 
 def describe_nonfinite(values) -> str | None:
-    """What makes a row unusable as float32 ('NaN', 'infinity', '1e+39, beyond
-    float32'), or None when every value is a finite float32."""
+    """What makes a row unusable as float32 ('NaN', 'infinity', or '1e+39, which
+    float32 turns into infinity'), or None when every value is a finite float32."""
     for v in values:
         v = float(v)
         if not -F32_LIMIT < v < F32_LIMIT:
