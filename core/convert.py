@@ -98,7 +98,7 @@ def convert(src, dst, opts: ConvertOptions, stats: ReadStats | None = None) -> W
     stats = stats if stats is not None else ReadStats()
     if opts.dtype is not None and opts.dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}")
-    dst_format = output_format_for(dst, opts.dst_format)
+    output_format_for(dst, opts.dst_format)  # a bad --to fails before the read; sparse input may change the default
     vocab = load_vocab_file(opts.vocab) if opts.vocab else None
     wv = read_vectors(
         src, opts.src_format, limit=opts.limit, unicode_errors=opts.unicode_errors, on_error=opts.on_error, stats=stats,
