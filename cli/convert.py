@@ -19,7 +19,8 @@ log = logging.getLogger("vecpipe")
 @click.option("--from", "src_format", type=FORMAT_CHOICE, metavar="FORMAT",
               help=f"Input format, one of {FORMAT_NAMES} (default: detected from name and content).")
 @click.option("--to", "dst_format", type=FORMAT_CHOICE, metavar="FORMAT",
-              help="Output format (default: from the -o name; word2vec on stdout).")
+              help="Output format (default: from the -o name; word2vec on stdout; "
+                   "sparse vectors written as text stay sparse text).")
 @click.option("--limit", type=click.IntRange(min=0), help="Read only the first N rows (the most frequent words, in most files).")
 @click.option("--dtype", type=click.Choice(DTYPES), help="Store the vectors as this type.")
 @click.option("--normalize", is_flag=True, help="Scale every vector to unit length.")
@@ -34,7 +35,8 @@ def convert(src, output, src_format, dst_format, limit, dtype, normalize, vocab,
     decompressed) in any of: word2vec text (with or without the `N D` header;
     fastText .vec), GloVe, word2vec binary, the Chinese-Word-Vectors sparse
     PPMI text, JSONL {"word", "vector"}, vecdir. Duplicate words keep their
-    first row.
+    first row. NaN or infinite values are bad input (exit 65) unless
+    --on-error skip drops their rows.
 
     \b
     Examples:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import __version__
-from .errors import UsageError
-from .formats import ReadStats, WordVectors, canonical_format, read_vectors, write_vectors
+from .errors import DataError, UsageError
+from .formats import ReadStats, WordVectors, canonical_format, nonfinite_rows, read_vectors, write_vectors
 from .search import normalize_rows
 from .streams import display_name, iter_lines, open_input
 
@@ -31,19 +31,20 @@ class ConvertOptions:
     unicode_errors: str = "strict"
 
 
-def output_format_for(path, explicit: str | None) -> str:
-    """--to wins; else the output name decides; else word2vec text (for stdout)."""
+def output_format_for(path, explicit: str | None, sparse: bool = False) -> str:
+    """--to wins; else the output name decides; else word2vec text (for stdout).
+    Sparse vectors written as text stay sparse (the CWV sparse text format)."""
     if explicit:
         return canonical_format(explicit)
     if path in (None, "-"):
-        return "word2vec"
+        return "sparse" if sparse else "word2vec"
     name = str(path).lower()
     for suffix in (".gz", ".bz2", ".xz"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     for suffix, fmt in ((".bin", "word2vec-bin"), (".jsonl", "jsonl"), (".vec", "word2vec"), (".txt", "word2vec")):
         if name.endswith(suffix):
-            return fmt
+            return "sparse" if sparse and fmt == "word2vec" else fmt
     return "vecdir"
 
 
@@ -52,7 +53,7 @@ def load_vocab_file(path) -> list[str]:
     name = display_name(path)
     fh = open_input(path)
     try:
-        return [line.split()[0] for _, line in iter_lines(fh, name) if line.strip()]
+        return [line.lstrip("\ufeff").split()[0] for _, line in iter_lines(fh, name) if line.strip("\ufeff \t\r")]
     finally:
         fh.close()
 
@@ -97,11 +98,13 @@ def convert(src, dst, opts: ConvertOptions, stats: ReadStats | None = None) -> W
     stats = stats if stats is not None else ReadStats()
     if opts.dtype is not None and opts.dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}")
-    dst_format = output_format_for(dst, opts.dst_format)
+    output_format_for(dst, opts.dst_format)  # a bad --to fails before the read; sparse input may change the default
     vocab = load_vocab_file(opts.vocab) if opts.vocab else None
     wv = read_vectors(
-        src, opts.src_format, limit=opts.limit, unicode_errors=opts.unicode_errors, on_error=opts.on_error, stats=stats
+        src, opts.src_format, limit=opts.limit, unicode_errors=opts.unicode_errors, on_error=opts.on_error, stats=stats,
+        verify=True,
     )
+    dst_format = output_format_for(dst, opts.dst_format, sparse=wv.is_sparse)
     if opts.lower:
         wv = lowercase(wv)
     if vocab is not None:
@@ -109,10 +112,16 @@ def convert(src, dst, opts: ConvertOptions, stats: ReadStats | None = None) -> W
     if opts.normalize:
         wv = l2_normalize(wv)
     if opts.dtype:
-        if wv.is_sparse:
-            wv = replace(wv, vectors=wv.vectors.astype(opts.dtype))
-        else:
-            wv = replace(wv, vectors=np.asarray(wv.vectors).astype(opts.dtype, copy=False))
+        with np.errstate(over="ignore"):
+            if wv.is_sparse:
+                wv = replace(wv, vectors=wv.vectors.astype(opts.dtype))
+            else:
+                wv = replace(wv, vectors=np.asarray(wv.vectors).astype(opts.dtype, copy=False))
+        overflow = nonfinite_rows(wv.vectors)
+        if len(overflow):
+            word = wv.words[int(overflow[0])]
+            raise DataError(f"the vector of {word!r} has a value beyond {opts.dtype}'s range "
+                            f"(±{float(np.finfo(opts.dtype).max):g}); keep float32", display_name(src))
     source = dict(wv.meta.get("source", {}))
     meta = {
         "normalized": bool(opts.normalize),

@@ -7,13 +7,22 @@ Formats (names used by --from/--to):
   sparse        Chinese-Word-Vectors PPMI text: `N D` header, then `word idx:val ...`
   jsonl         one {"word": ..., "vector": [...]} object per line
   vecdir        vecpipe's folder: vectors.npy (or vectors.npz when sparse), vocab.txt, meta.json
+
+Every reader strips a leading UTF-8 BOM and refuses NaN and infinite values
+(and numbers too large for float32) as bad input naming file:line and the word,
+or drops the row under --on-error skip. A vecdir is checked when vecpipe writes
+it, which records `"finite": true` in its meta.json; opening a vecdir that says
+so trusts it (an mmap stays an mmap, whatever its size), any other vecdir is
+checked at open by a vectorised scan, and `convert` always checks its input.
 """
 from __future__ import annotations
 
 import io
 import itertools
 import logging
+import math
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable
@@ -23,7 +32,7 @@ import orjson
 
 from .errors import DataError, NoInputError, UsageError
 from .progress import progress
-from .streams import atomic_path, display_name, open_input, open_output, strip_compression_suffix
+from .streams import NPY_MAGIC, atomic_path, display_name, open_input, open_output, strip_compression_suffix
 
 log = logging.getLogger("vecpipe")
 
@@ -31,6 +40,9 @@ FORMATS = ("word2vec", "glove", "word2vec-bin", "sparse", "jsonl", "vecdir")
 ALIASES = {"fasttext": "word2vec", "vec": "word2vec", "txt": "word2vec", "text": "word2vec", "bin": "word2vec-bin", "ppmi": "sparse"}
 VECDIR_FORMAT = "vecpipe.vecdir"
 CHUNK_BYTES = 1 << 23  # 8 MiB of text per parse step: bounded memory, few Python round trips
+UTF8_BOM = b"\xef\xbb\xbf"
+DETECT_BYTES = 1 << 16  # how much of the start detection looks at
+F32_LIMIT = 3.4028235677973366e38  # a float whose magnitude reaches this rounds to infinity in float32
 
 
 def canonical_format(name: str) -> str:
@@ -111,6 +123,51 @@ class _ErrorPolicy:
             log.warning("skipped: %s", err)
 
 
+def describe_nonfinite(values) -> str | None:
+    """What makes a row unusable as float32 ('NaN', 'infinity', or '1e+39, which
+    float32 turns into infinity'), or None when every value is a finite float32."""
+    for v in values:
+        v = float(v)
+        if not -F32_LIMIT < v < F32_LIMIT:
+            return "NaN" if math.isnan(v) else "infinity" if math.isinf(v) else f"{v!r}, which float32 turns into infinity"
+    return None
+
+
+def nonfinite_rows(vectors) -> np.ndarray:
+    """Indices of the rows holding NaN or infinity (dense, mmap or sparse),
+    scanned block by block so a huge mmap needs little memory."""
+    if not isinstance(vectors, np.ndarray):
+        vectors = vectors.tocsr()
+        bad = np.flatnonzero(~_fits_float32(np.asarray(vectors.data)))
+        return np.unique(np.searchsorted(vectors.indptr, bad, side="right") - 1) if len(bad) else bad
+    if vectors.ndim != 2 or vectors.dtype.kind != "f":
+        return np.empty(0, dtype=np.int64)
+    step = max(1, (1 << 24) // max(1, vectors.shape[1]))
+    parts = [start + np.flatnonzero(~_fits_float32(vectors[start : start + step]).all(axis=1))
+             for start in range(0, len(vectors), step)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def _fits_float32(values: np.ndarray) -> np.ndarray:
+    return np.isfinite(values) if values.dtype.itemsize <= 4 else np.abs(values) < F32_LIMIT
+
+
+def _row_values(vectors, i: int) -> np.ndarray:
+    row = vectors[i]
+    return np.asarray(row.toarray()).ravel() if not isinstance(row, np.ndarray) else row
+
+
+def _finite_rows(vectors, policy, where) -> np.ndarray | None:
+    """Report each non-finite row through the policy (`where(i)` names row i);
+    return the rows to keep, or None when all are finite."""
+    bad = nonfinite_rows(vectors)
+    if not len(bad):
+        return None
+    for i in bad:
+        policy(f"{where(int(i))} holds {describe_nonfinite(_row_values(vectors, int(i)))}", None)
+    return np.setdiff1d(np.arange(vectors.shape[0]), bad)
+
+
 # ---------------------------------------------------------------- detection
 
 
@@ -135,7 +192,9 @@ def detect_format(path, fh: io.BufferedReader | None = None) -> str:
             return by_name
     if fh is None:
         return "word2vec"
-    head = fh.peek(1 << 16)
+    head = fh.peek(DETECT_BYTES)
+    if head.startswith(UTF8_BOM):
+        head = head[len(UTF8_BOM) :]
     if head.lstrip()[:1] == b"{":
         return "jsonl"
     first, _, rest = head.partition(b"\n")
@@ -143,7 +202,7 @@ def detect_format(path, fh: io.BufferedReader | None = None) -> str:
     sample = rest if header else head
     line = sample.split(b"\n", 1)[0].rstrip()
     tokens = line.split()
-    if len(tokens) >= 2 and all(_SPARSE_TOKEN.match(t) for t in tokens[1:4]):
+    if _looks_sparse(sample, header):
         return "sparse"
     if header:
         n, d = header
@@ -156,6 +215,67 @@ def detect_format(path, fh: io.BufferedReader | None = None) -> str:
             return "word2vec-bin"
         return "word2vec-bin" if len(line) < d else "word2vec"
     return "glove"
+
+
+class _Prefixed(io.RawIOBase):
+    """Bytes already read from a stream, then the rest of that stream."""
+
+    def __init__(self, prefix: bytes, rest: IO[bytes]):
+        self.prefix, self.rest = memoryview(prefix), rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.prefix:
+            n = min(len(b), len(self.prefix))
+            b[:n] = self.prefix[:n]
+            self.prefix = self.prefix[n:]
+            return n
+        return self.rest.readinto(b)
+
+    def close(self) -> None:
+        self.rest.close()
+        super().close()
+
+
+def _with_lookahead(fh: io.BufferedReader, size: int) -> io.BufferedReader:
+    """A reader whose peek() shows the first `size` bytes (or all, if fewer): a
+    pipe may hold only the writer's first line when detection looks at it."""
+    if len(fh.peek(size)) >= size:
+        return fh
+    chunks, total = [], 0
+    while total < size:
+        block = fh.read1(size - total)
+        if not block:
+            break
+        chunks.append(block)
+        total += len(block)
+    return io.BufferedReader(_Prefixed(b"".join(chunks), fh), buffer_size=max(size, 1 << 20))
+
+
+def _looks_sparse(sample: bytes, header) -> bool:
+    """The first line that has values decides: `idx:val` pairs mean sparse. A
+    sparse row may have no values at all (PPMI rows can be empty), so lines
+    holding a word alone are passed over; if no line in the sample has values,
+    lone words under an `N D` header (D > 0) are sparse too (a binary row always
+    has its raw bytes after the word)."""
+    lines = sample.split(b"\n")
+    if len(lines) > 1:
+        lines.pop()  # perhaps cut short by the sample's end
+    lone = 0
+    for line in lines[:1000]:
+        tokens = line.split()
+        if len(tokens) >= 2:
+            return all(_SPARSE_TOKEN.match(t) for t in tokens[1:4])
+        lone += len(tokens)
+    if not (header and header[1] > 0 and lone):
+        return False
+    try:
+        b"\n".join(lines).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _looks_numeric(tokens) -> bool:
@@ -179,10 +299,12 @@ def read_vectors(
     on_error: str = "stop",
     stats: ReadStats | None = None,
     mmap: bool = True,
+    verify: bool = False,
 ) -> WordVectors:
     """Read word vectors from any supported format (path or '-' for stdin).
 
-    Duplicate words keep their first row (counted in stats.duplicates)."""
+    Duplicate words keep their first row (counted in stats.duplicates). `verify`
+    scans a vecdir for non-finite values even when its meta.json vouches for them."""
     stats = stats if stats is not None else ReadStats()
     fmt = canonical_format(fmt) if fmt else None
     if unicode_errors not in ("strict", "replace", "ignore"):
@@ -190,13 +312,19 @@ def read_vectors(
     if limit is not None and limit < 0:
         raise UsageError("--limit must be >= 0")
     if fmt == "vecdir" or (fmt is None and path not in (None, "-") and Path(path).is_dir()):
-        wv = open_vecdir(path, mmap=mmap)
+        wv = open_vecdir(path, mmap=mmap, unicode_errors=unicode_errors, on_error=on_error, stats=stats, verify=verify)
         if limit is not None:
             wv = wv.take(np.arange(min(limit, len(wv))))
         return _drop_duplicates(wv, stats, display_name(path))
     name = display_name(path)
     fh = open_input(path)
     try:
+        fh = _with_lookahead(fh, DETECT_BYTES)
+        if fh.peek(len(UTF8_BOM))[: len(UTF8_BOM)] == UTF8_BOM:
+            fh.read(len(UTF8_BOM))
+        if fh.peek(len(NPY_MAGIC))[: len(NPY_MAGIC)] == NPY_MAGIC:
+            raise DataError("a .npy array holds vectors without their words; word vectors are a vecdir "
+                            "(vectors.npy beside vocab.txt) or a word-vector file", name)
         fmt = fmt or detect_format(path, fh)
         policy = _ErrorPolicy(name, on_error, stats)
         reader = {
@@ -281,6 +409,7 @@ def _read_dense_text(fh, name, *, limit, unicode_errors, policy, stats):
     pending = b""
     if header:
         n, dim = header
+        _check_header_dim(n, dim, name)
         line_no = 2
     else:
         n = None
@@ -317,6 +446,11 @@ def _read_dense_text(fh, name, *, limit, unicode_errors, policy, stats):
     if stats.spaced_words:
         log.warning("%s: %d words contain spaces (taken as everything before the last %d values)", name, stats.spaced_words, dim)
     return words, rows.result()
+
+
+def _check_header_dim(n: int, dim: int, name: str) -> None:
+    if dim == 0 and n > 0:
+        raise DataError(f"the header promises {n} vectors of 0 dimensions", name, 1)
 
 
 def _infer_dim(first: bytes, name: str) -> int:
@@ -360,7 +494,10 @@ class _FastDenseParser:
         # a short row shows as nulls, a long one as a refusal, blank lines as null rows
         if df is None or df.height != lines or any(df.null_count().row(0)):
             return None
-        block = df.select(self.pl.exclude("word")).to_numpy().astype(np.float32, order="C")
+        with np.errstate(over="ignore"):
+            block = df.select(self.pl.exclude("word")).to_numpy().astype(np.float32, order="C")
+        if not np.isfinite(block).all():
+            return None  # NaN, inf or a float32 overflow: the line-by-line parser names the line
         return df["word"].to_list(), block
 
     def _read(self, chunk: bytes):
@@ -409,6 +546,10 @@ def _parse_dense_slow(chunk: bytes, dim: int, first_line: int, unicode_errors: s
         except ValueError as exc:
             policy(f"not a number: {str(exc).split(': ', 1)[-1]}", line_no)
             continue
+        bad = describe_nonfinite(row)
+        if bad:
+            policy(f"the vector of {word!r} holds {bad}", line_no)
+            continue
         words.append(word)
         values.append(row)
     block = np.array(values, dtype=np.float32).reshape(len(values), dim)
@@ -420,6 +561,7 @@ def _read_word2vec_binary(fh, name, *, limit, unicode_errors, policy, stats):
     if not header:
         raise DataError("word2vec binary files start with a `N D` header line", name, 1)
     n, dim = header
+    _check_header_dim(n, dim, name)
     total = n if limit is None else min(n, limit)
     out = np.empty((total, dim), dtype=np.float32)
     words: list[str] = []
@@ -436,6 +578,9 @@ def _read_word2vec_binary(fh, name, *, limit, unicode_errors, policy, stats):
             pos = 0
             continue
         raw_word = buf[pos:space].lstrip(b"\n")
+        if b"\n" in raw_word or b"\x00" in raw_word or not raw_word:
+            raise DataError(f"row {len(words) + 1}: the word is empty or holds a line break or NUL byte "
+                            f"(is the header's dimension {dim} right?)", name) from None
         try:
             word = raw_word.decode("utf-8", unicode_errors)
         except UnicodeDecodeError as exc:
@@ -443,7 +588,13 @@ def _read_word2vec_binary(fh, name, *, limit, unicode_errors, policy, stats):
         out[len(words)] = np.frombuffer(buf, dtype="<f4", count=dim, offset=space + 1)
         words.append(word)
         pos = space + 1 + rowbytes
-    return words, out
+    if total == n:
+        rest = buf[pos:] if buf[pos:].strip() else fh.read(1 << 16)
+        if rest.strip():
+            raise DataError(f"the header says {n} rows of {dim} values, but more data follows them "
+                            "(a wrong count or dimension in the header?)", name, 1)
+    keep = _finite_rows(out, policy, lambda i: f"row {i + 1} (word {words[i]!r})")
+    return (words, out) if keep is None else ([words[i] for i in keep], out[keep])
 
 
 def _read_sparse_text(fh, name, *, limit, unicode_errors, policy, stats):
@@ -482,11 +633,25 @@ def _read_sparse_text(fh, name, *, limit, unicode_errors, policy, stats):
                 policy("expected `index:value` pairs after the word", line_no + i)
                 continue
             idx = pairs[:, 0].astype(np.int64)
-            if len(idx) and (idx.min() < 0 or (header and idx.max() >= header[1])):
-                policy(f"index {int(idx.max())} is outside the {header[1] if header else ''} columns", line_no + i)
+            if not np.array_equal(idx, pairs[:, 0]):
+                policy(f"index {pairs[idx != pairs[:, 0], 0][0]!r} is not a whole number", line_no + i)
+                continue
+            outside = idx[(idx < 0) | (idx >= header[1])] if header else idx[idx < 0]
+            if len(outside):
+                columns = f"the {header[1]} columns (0 to {header[1] - 1}) of the header" if header else "the columns"
+                policy(f"index {int(outside[0])} is outside {columns}", line_no + i)
                 continue
             order = np.argsort(idx, kind="stable")
-            indices.append(idx[order])
+            idx = idx[order]
+            twice = idx[1:][np.diff(idx) == 0]
+            if len(twice):
+                policy(f"index {int(twice[0])} appears twice in the row", line_no + i)
+                continue
+            bad = describe_nonfinite(pairs[:, 1])
+            if bad:
+                policy(f"the vector of {word!r} holds {bad}", line_no + i)
+                continue
+            indices.append(idx)
             data.append(pairs[order, 1].astype(np.float32))
             indptr.append(indptr[-1] + len(idx))
             if len(idx):
@@ -530,12 +695,21 @@ def _read_jsonl(fh, name, *, limit, unicode_errors, policy, stats):
         if len(vec) != dim:
             policy(f"expected {dim} values in the vector, found {len(vec)}", n)
             continue
+        if None in vec:
+            policy(f"the vector of {word!r} holds null (a missing value, or NaN or infinity written as JSON)", n)
+            continue
+        try:
+            row = np.array(vec, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            policy(f"the vector of {word!r} must hold numbers only ({exc})", n)
+            continue
+        bad = "nested lists" if row.ndim != 1 else describe_nonfinite(row)
+        if bad:
+            policy(f"the vector of {word!r} holds {bad}", n)
+            continue
         words.append(word)
-        rows.append(vec)
-    try:
-        block = np.array(rows, dtype=np.float32).reshape(len(rows), dim or 0)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"vectors must hold numbers only ({exc})", name) from None
+        rows.append(row)
+    block = np.array(rows, dtype=np.float32).reshape(len(rows), dim or 0)
     return words, block
 
 
@@ -547,8 +721,14 @@ def is_vecdir(path) -> bool:
     return p.is_dir() and (p / "vocab.txt").is_file() and ((p / "vectors.npy").is_file() or (p / "vectors.npz").is_file())
 
 
-def open_vecdir(path, *, mmap: bool = True) -> WordVectors:
-    """Open a vecdir. Dense vectors are memory-mapped: opening costs the vocabulary only."""
+def open_vecdir(path, *, mmap: bool = True, unicode_errors: str = "strict", on_error: str = "stop",
+                stats: ReadStats | None = None, verify: bool = False) -> WordVectors:
+    """Open a vecdir. Dense vectors are memory-mapped: opening costs the vocabulary only.
+
+    Every file is checked for what it claims (an npy array of numbers, as many
+    rows as vocab.txt has words, meta.json's rows and dim). The values are
+    scanned for NaN and infinity unless meta.json says vecpipe checked them when
+    it wrote the vecdir (`"finite": true`) and `verify` is off."""
     p = Path(path)
     if not p.exists():
         raise NoInputError(f"{p}: no such file or folder")
@@ -560,21 +740,94 @@ def open_vecdir(path, *, mmap: bool = True) -> WordVectors:
             meta = orjson.loads((p / "meta.json").read_bytes())
         except orjson.JSONDecodeError as exc:
             raise DataError(f"invalid JSON: {exc}", p / "meta.json") from None
-    words = (p / "vocab.txt").read_text(encoding="utf-8").split("\n")
+        if not isinstance(meta, dict):
+            raise DataError("expected a JSON object", p / "meta.json")
+    words = _read_vocab(p / "vocab.txt", unicode_errors)
+    if (p / "vectors.npy").is_file():
+        source = p / "vectors.npy"
+        vectors = load_npy(source, mmap=mmap, ndim=2)
+    else:
+        source = p / "vectors.npz"
+        vectors = _load_npz(source)
+    if vectors.shape[0] != len(words):
+        raise DataError(f"{len(words)} words, but {source.name} has {vectors.shape[0]} rows", p / "vocab.txt")
+    for key, value in (("rows", vectors.shape[0]), ("dim", vectors.shape[1])):
+        if isinstance(meta.get(key), int) and meta[key] != value:
+            raise DataError(f"says {key} {meta[key]}, but {source.name} has {value} {'rows' if key == 'rows' else 'columns'}",
+                            p / "meta.json")
+    counts = load_npy(p / "counts.npy", mmap=False, ndim=1) if (p / "counts.npy").is_file() else None
+    if counts is not None and len(counts) != len(words):
+        raise DataError(f"{len(counts)} counts for the {len(words)} words of vocab.txt", p / "counts.npy")
+    wv = WordVectors(words, vectors, meta, counts)
+    if verify or meta.get("finite") is not True:
+        policy = _ErrorPolicy(str(source), on_error, stats if stats is not None else ReadStats())
+        keep = _finite_rows(vectors, policy, lambda i: f"row {i + 1} (word {words[i]!r}, vocab.txt:{i + 1})")
+        if keep is not None:
+            wv = wv.take(keep)
+    return wv
+
+
+def _read_vocab(path: Path, unicode_errors: str) -> list[str]:
+    """vocab.txt: one word per line, UTF-8 (a leading BOM and CRLF endings are tolerated)."""
+    data = path.read_bytes()
+    if data.startswith(UTF8_BOM):
+        data = data[len(UTF8_BOM) :]
+    try:
+        text = data.decode("utf-8", unicode_errors)
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        raise DataError(f"invalid UTF-8 at byte {exc.start - line_start} of the line (try --unicode-errors replace)",
+                        path, data.count(b"\n", 0, exc.start) + 1) from None
+    words = text.split("\n")
     if words and words[-1] == "":
         words.pop()
-    if (p / "vectors.npy").is_file():
-        vectors = np.load(p / "vectors.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
-    else:
-        from scipy import sparse
+    if "\r" in text:
+        words = [w[:-1] if w.endswith("\r") else w for w in words]
+    return words
 
-        vectors = sparse.load_npz(p / "vectors.npz")
-    if vectors.shape[0] != len(words):
-        raise DataError(f"vocab.txt has {len(words)} words but the vectors have {vectors.shape[0]} rows", p)
-    counts = np.load(p / "counts.npy", allow_pickle=False) if (p / "counts.npy").is_file() else None
-    if counts is not None and len(counts) != len(words):
-        raise DataError(f"counts.npy has {len(counts)} entries for {len(words)} words", p)
-    return WordVectors(words, vectors, meta, counts)
+
+def load_npy(path: Path, *, mmap: bool, ndim: int) -> np.ndarray:
+    """An .npy array of real numbers with `ndim` dimensions, never unpickled;
+    anything else (truncated, objects, text, another shape) is bad input naming
+    the file. Integer arrays are read as float32 when vectors (ndim 2)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                raise DataError("not an .npy array (it does not start with the npy magic bytes)", path)
+            f.seek(0)
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version in read_header:
+                shape, _, dtype = read_header[version](f)
+                _check_npy_kind(path, shape, dtype, ndim)
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"cannot read: {exc} (truncated or corrupt?)", path) from None
+    _check_npy_kind(path, arr.shape, arr.dtype, ndim)
+    if arr.dtype.kind in "iu" and ndim == 2:
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def _check_npy_kind(path, shape, dtype: np.dtype, ndim: int) -> None:
+    if dtype.hasobject:
+        raise DataError("holds Python objects (dtype object), not numbers; vecpipe never unpickles data", path)
+    if dtype.kind not in "fiu":
+        raise DataError(f"holds {dtype} values; expected real numbers (float16, float32, float64 or integers)", path)
+    if len(shape) != ndim:
+        raise DataError(f"is an array of shape {tuple(shape)}; expected {ndim} dimension{'s' if ndim > 1 else ''}", path)
+
+
+def _load_npz(path: Path):
+    from scipy import sparse
+
+    try:
+        matrix = sparse.load_npz(path)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read a sparse matrix: {exc} (truncated or corrupt?)", path) from None
+    if matrix.dtype.kind not in "fiu" or matrix.ndim != 2:
+        raise DataError(f"holds a {matrix.dtype} matrix of {matrix.ndim} dimensions; expected real numbers in 2", path)
+    return matrix.tocsr()
 
 
 def _check_vocab_words(words: Iterable[str], fmt: str) -> None:
@@ -583,8 +836,18 @@ def _check_vocab_words(words: Iterable[str], fmt: str) -> None:
             raise DataError(f"word {i + 1} ({w!r}) is empty or holds a line break; {fmt} cannot store it")
 
 
+def _check_finite(wv: WordVectors) -> None:
+    """Writers refuse NaN and infinity: no reader of vecpipe's would take them back."""
+    bad = nonfinite_rows(wv.vectors)
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(f"row {i + 1} (word {wv.words[i]!r}) holds {describe_nonfinite(_row_values(wv.vectors, i))}; "
+                        "refusing to write vectors that are not finite")
+
+
 def save_vecdir(wv: WordVectors, path, meta: dict | None = None) -> None:
     _check_vocab_words(wv.words, "vecdir")
+    _check_finite(wv)
     info = {
         "format": VECDIR_FORMAT,
         "version": 1,
@@ -593,6 +856,7 @@ def save_vecdir(wv: WordVectors, path, meta: dict | None = None) -> None:
         "dtype": str(wv.vectors.dtype),
         "sparse": wv.is_sparse,
         **(meta or {}),
+        "finite": True,  # checked above: opening trusts it and skips the scan
     }
     with atomic_path(path) as tmp:
         tmp.mkdir()
@@ -619,6 +883,7 @@ def write_vectors(wv: WordVectors, path, fmt: str, *, meta: dict | None = None) 
             raise UsageError("a vecdir is a folder: give it a name with -o")
         save_vecdir(wv, path, meta)
         return
+    _check_finite(wv)
     if fmt in ("word2vec", "glove", "word2vec-bin", "sparse"):
         spaced = sum(1 for w in wv.words if " " in w)
         if spaced:
@@ -645,17 +910,14 @@ def _row_blocks(wv: WordVectors, size: int = 10000):
 
 def _format_rows(block: np.ndarray) -> list[bytes]:
     """Each row as `v1 v2 ...` with the shortest text that reads back to the same
-    float32 (orjson formats float32 that way, in C)."""
+    float32 (orjson formats float32 that way, in C). Rows are finite (checked by
+    write_vectors)."""
     if not len(block):
         return []
     if block.shape[1] == 0:
         return [b""] * len(block)
     text = orjson.dumps(np.ascontiguousarray(block), option=orjson.OPT_SERIALIZE_NUMPY)
-    rows = text[2:-2].replace(b",", b" ").split(b"] [")
-    if not np.isfinite(block).all():  # orjson writes NaN/inf as null
-        for i in np.flatnonzero(~np.isfinite(block).all(axis=1)):
-            rows[i] = " ".join(repr(float(x)) for x in block[i]).encode()
-    return rows
+    return text[2:-2].replace(b",", b" ").split(b"] [")
 
 
 def _write_dense_text(wv: WordVectors, out, *, header: bool) -> None:

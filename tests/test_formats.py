@@ -240,11 +240,12 @@ def test_vocab_filter_and_lower(tmp_path):
     assert wv.words == ["apple", "banana", "cherry"] and wv.vectors[0, 0] == 1.0
 
 
-def test_nonfinite_values_survive_text(tmp_path):
+def test_nonfinite_values_are_refused_not_written(tmp_path):
+    # (was: they survived text) NaN and infinity are bad input now; see test_trust_formats.py
     wv = WordVectors(["a", "b"], np.array([[np.nan, 1.0], [np.inf, -np.inf]], dtype=np.float32))
-    write_vectors(wv, tmp_path / "o.txt", "word2vec")
-    back = read_vectors(tmp_path / "o.txt")
-    assert np.isnan(back.vectors[0, 0]) and back.vectors[1, 0] == np.inf and back.vectors[1, 1] == -np.inf
+    with pytest.raises(DataError, match=r"row 1 \(word 'a'\) holds NaN"):
+        write_vectors(wv, tmp_path / "o.txt", "word2vec")
+    assert not (tmp_path / "o.txt").exists()
 
 
 def test_large_file_uses_fast_and_careful_paths_alike(tmp_path, monkeypatch):
