@@ -61,17 +61,21 @@ def int8_ranges(sample: np.ndarray) -> np.ndarray:
 
 
 def quantize(x: np.ndarray, precision: str, ranges: np.ndarray | None = None) -> np.ndarray:
-    """float32 rows -> the output precision. int8 uses fixed ranges (never
-    re-derived per batch, so rows from different batches stay comparable)."""
+    """float32 rows -> the output precision, exactly as sentence-transformers'
+    quantize_embeddings (the same float32 arithmetic and floor, so the same
+    bytes). int8 uses fixed ranges (never re-derived per batch, so rows from
+    different batches stay comparable)."""
     if precision == "float32":
         return x.astype(np.float32, copy=False)
     if precision == "float16":
         return x.astype(np.float16)
     if precision == "int8":
+        ranges = np.asarray(ranges).astype(np.float32, copy=False)
         starts = ranges[0]
-        steps = (ranges[1] - ranges[0]) / 255
+        steps = (ranges[1] - starts) / 255
         steps = np.where(steps == 0, 1, steps)
-        return np.clip((x - starts) / steps - 128, -128, 127).astype(np.int8)
+        buckets = np.clip(np.floor((x - starts) / steps), 0, 255)  # floor, not truncation toward zero
+        return (buckets - 128).astype(np.int8)
     packed = np.packbits(x > 0, axis=-1)
     return (packed.astype(np.int16) - 128).astype(np.int8) if precision == "binary" else packed
     

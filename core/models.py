@@ -111,7 +111,7 @@ class StaticEncoder:
 
     def token_rows(self, text: str) -> list[int]:
         if self.fast_rows is not None:
-            rows, unknown = self.fast_rows(text)
+            rows, unknown = self.fast_rows(text, self.oov == "char")
             self.oov_tokens += unknown
             return rows
         rows = []
