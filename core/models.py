@@ -154,6 +154,39 @@ class StaticEncoder:
         return out
 
 
+# Texts are cut by characters before tokenizing, so one 10 MB line does not
+# become millions of tokens (and gigabytes) only to be truncated to max_length.
+# The cut must not change the first max_length tokens for any tokenizer. A
+# token covers at least one character (BERT-like WordPiece, SentencePiece,
+# byte-level BPE alike, special tokens aside), but the first max_length tokens
+# may span more characters than that: long word pieces, whitespace and
+# characters the normalizer drops. So the bound is generous (CHARS_PER_TOKEN x
+# max_length) and checked: the cut text is tokenized (cheap, it is short) and
+# kept only when it already gives CUT_MARGIN tokens more than max_length;
+# otherwise the cut doubles until it does, or the text is whole. Pre-tokenizers
+# split at whitespace and punctuation (BERT at every CJK character), so only
+# the word at the cut can tokenize differently, far behind the tokens kept.
+CHARS_PER_TOKEN = 16
+CUT_MARGIN = 64
+
+
+def char_bound(max_tokens: int) -> int:
+    """The first cut, in characters, for a model that keeps max_tokens tokens."""
+    return CHARS_PER_TOKEN * max_tokens + CUT_MARGIN
+
+
+def cut_long_text(text: str, tokenizer, max_tokens: int) -> str:
+    """text, or a prefix of it that gives the same first max_tokens tokens."""
+    cut = char_bound(max_tokens)
+    while cut < len(text):
+        head = text[:cut]
+        n = len(tokenizer(head, add_special_tokens=False, verbose=False)["input_ids"])
+        if n >= max_tokens + CUT_MARGIN:
+            return head
+        cut *= 2
+    return text
+
+
 class TransformerEncoder:
     """A sentence-transformers model, run with length-sorted token-budget batches."""
 
@@ -232,6 +265,15 @@ class TransformerEncoder:
         cap = self.model.max_seq_length or 512
         return np.fromiter((min(len(t) + extra, cap) for t in texts), dtype=np.int64, count=len(texts))
 
+    def _cut_long(self, texts: list[str]) -> list[str]:
+        """Texts far longer than the model reads, cut by characters (see char_bound)."""
+        cap = self.model.max_seq_length or 512
+        tokenizer = getattr(self.model, "tokenizer", None)
+        bound = char_bound(cap)
+        if tokenizer is None or not callable(tokenizer) or all(len(t) <= bound for t in texts):
+            return texts
+        return [cut_long_text(t, tokenizer, cap) if len(t) > bound else t for t in texts]
+
     @staticmethod
     def _preprocess(model, texts, prompt):
         """The first module's own preprocess: SentenceTransformer.preprocess
@@ -267,6 +309,7 @@ class TransformerEncoder:
         out = np.empty((len(texts), dim), dtype=np.float32)
         if not texts:
             return out
+        texts = self._cut_long(texts)
         lengths = self.token_lengths(texts, prompt)
         indices = np.arange(len(texts))
         parts = [indices] if len(self.models) == 1 else _split_balanced(lengths, len(self.models))

@@ -123,3 +123,90 @@ def test_binary_equals_sentence_transformers(precision):
     ref = _st_quantize(x, precision)
     assert ours.dtype == ref.dtype
     np.testing.assert_array_equal(ours, ref)
+
+
+# ---------------------------------------------------------------- 4. very long lines
+
+
+def _save_tiny_bert(folder, vocab_words, *, safe=True, max_len=64):
+    """A tiny random BERT as a sentence-transformers folder (mean pooling)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    try:
+        from sentence_transformers.sentence_transformer import modules as st_models
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers import models as st_models
+
+    folder.mkdir(parents=True, exist_ok=True)
+    hf = folder / "hf"
+    hf.mkdir(exist_ok=True)
+    (hf / "vocab.txt").write_text("\n".join(vocab_words) + "\n", encoding="utf-8")
+    tok = BertTokenizerFast(vocab_file=str(hf / "vocab.txt"), do_lower_case=True)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab_words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=max_len)
+    BertModel(cfg).save_pretrained(hf, safe_serialization=safe)
+    tok.save_pretrained(hf)
+    word = st_models.Transformer(str(hf), max_seq_length=max_len)
+    dim = word.get_embedding_dimension() if hasattr(word, "get_embedding_dimension") else word.get_word_embedding_dimension()
+    pool = st_models.Pooling(dim, "mean")
+    st = SentenceTransformer(modules=[word, pool], device="cpu")
+    st.save(str(folder / "st"), safe_serialization=safe)
+    return folder / "st"
+
+
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "北", "京", "上", "海", "天", "气", "好", "今",
+              "hello", "world", "a", "b", "##b", "1", "2", ",", "."] + [chr(c) for c in range(0x4E00, 0x4E40)]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    return _save_tiny_bert(tmp_path_factory.mktemp("tinybert"), TINY_VOCAB)
+
+
+def test_long_line_equals_the_line_cut_to_the_bound(tiny_bert):
+    from vecpipe.core.models import TransformerEncoder, char_bound
+
+    enc = TransformerEncoder(tiny_bert, device="cpu")
+    cap = enc.model.max_seq_length
+    bound = char_bound(cap)
+    assert bound >= 8 * cap
+    rng = np.random.default_rng(0)
+    pieces = np.array(["北京", "上海", "天气", "hello", "world", " ", "，", "ab", "12", "今天"])
+    long_text = "".join(rng.choice(pieces, 40_000))
+    assert len(long_text) > 2 * bound
+    ref = enc.model.encode([long_text, long_text[:bound], long_text[: 3 * cap]], batch_size=3)
+    ours = enc.encode([long_text, "短"])
+    np.testing.assert_allclose(ours[0], ref[0], atol=1e-5)  # same as sentence-transformers on the whole line
+    np.testing.assert_allclose(ref[1], ref[0], atol=1e-5)  # and the cut changes nothing
+
+
+def test_a_2mb_line_is_fast_and_small(tiny_bert):
+    import resource
+    import time
+
+    from vecpipe.core.models import TransformerEncoder
+
+    enc = TransformerEncoder(tiny_bert, device="cpu")
+    text = ("北京上海天气好 hello world " * 120_000)[:2_000_000]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    x = enc.encode([text, text[:100]])
+    took = time.perf_counter() - t
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert took < 2.0, took
+    assert grown_mb < 100, grown_mb
+    np.testing.assert_allclose(x[0], enc.model.encode([text[:10_000]])[0], atol=1e-5)
+
+
+def test_long_whitespace_before_the_words_is_not_cut_away(tiny_bert):
+    """Characters the tokenizer drops (a long run of spaces) do not make the cut lose words."""
+    from vecpipe.core.models import TransformerEncoder, char_bound
+
+    enc = TransformerEncoder(tiny_bert, device="cpu")
+    text = " " * (4 * char_bound(enc.model.max_seq_length)) + "北京天气好" * 100
+    ref = enc.model.encode([text])
+    np.testing.assert_allclose(enc.encode([text]), ref, atol=1e-5)
+    assert np.abs(ref).sum() > 0
