@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import NoInputError, UnavailableError, UsageError
+from .errors import DataError, NoInputError, UnavailableError, UsageError
 from .formats import WordVectors, is_vecdir, read_vectors
 
 log = logging.getLogger("vecpipe")
@@ -25,6 +25,17 @@ def default_spec() -> str:
 
 def _is_sentence_transformer_dir(p: Path) -> bool:
     return p.is_dir() and ((p / "modules.json").is_file() or (p / "config.json").is_file())
+
+
+# names that can only be files or folders: a spec ending in one of these (or
+# starting with ., /, ~) that does not exist is a missing input, not a model id
+PATH_SUFFIXES = (".vecdir", ".vec", ".txt", ".bin", ".npy", ".npz", ".model", ".kv", ".bz2", ".gz", ".xz",
+                 ".zip", ".w2v", ".glove", ".jsonl", ".json", ".tsv", ".csv", ".parquet", ".safetensors",
+                 ".pt", ".pth", ".onnx")
+
+
+def looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~", "\\")) or spec.lower().endswith(PATH_SUFFIXES)
 
 
 def resolve_spec(spec: str | None) -> tuple[str, object]:
@@ -55,6 +66,8 @@ def resolve_spec(spec: str | None) -> tuple[str, object]:
         if local is None:
             raise UnavailableError(catalog.missing_message(spec))
         return ("transformer" if entry.kind == "transformer" else "static"), local
+    if looks_like_path(spec):
+        raise NoInputError(f"{spec}: no such file or folder")
     if "/" in spec:
         return "transformer", spec
     raise NoInputError(f"{spec}: no such file, folder, built-in or catalog model")
@@ -231,16 +244,16 @@ class TransformerEncoder:
             transformers.utils.logging.disable_progress_bar()
         from sentence_transformers import SentenceTransformer
 
+        local = Path(str(location)).exists()
         try:
             model = SentenceTransformer(
                 str(location), device=device, trust_remote_code=trust_remote_code,
-                local_files_only=not allow_download and not Path(str(location)).exists(),
+                local_files_only=not allow_download and not local,
             )
-        except OSError as exc:
-            raise UnavailableError(
-                f"cannot load {location}: not in the local Hugging Face cache "
-                f"(fetch it first: vecpipe fetch NAME, or allow a download with --fetch) [{exc.__class__.__name__}]"
-            ) from None
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every library error at load time becomes one line
+            raise load_error(location, exc, local=local, allow_download=allow_download) from None
         if torch_dtype is not None and device != "cpu":
             model = model.to(dtype=torch_dtype)
         elif torch_dtype is not None:
@@ -336,6 +349,43 @@ class TransformerEncoder:
         return out
 
 
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The gist of a library's exception: its first line, no terminal colours."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    if len(line) > limit:
+        line = line[: limit - 3].rstrip() + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def load_error(location, exc: BaseException, *, local: bool, allow_download: bool = False):
+    """A VecpipeError (one line, the right exit code) for what transformers,
+    sentence-transformers, huggingface_hub, safetensors or torch raised while
+    loading a model: custom code without --trust-remote-code and a missing
+    package (69), a model not in the cache (69), a damaged model folder or
+    weights that need a full unpickle (65)."""
+    import pickle
+
+    text = str(exc)
+    if "trust_remote_code" in text:
+        return UnavailableError(f"{location}: the model runs its own Python code; allow it with --trust-remote-code "
+                                "(only for models you trust)")
+    if isinstance(exc, ImportError):
+        return UnavailableError(f"cannot load {location}: a package it needs is missing ({_first_line(exc)})")
+    if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
+        return DataError("pickled weights that hold more than tensors: refused (vecpipe never runs a model file's "
+                         "pickled code; convert the weights to safetensors)", location)
+    if local:
+        return DataError(f"cannot load the model: {_first_line(exc)}", location)
+    if isinstance(exc, OSError):
+        where = "" if allow_download else "not in the local Hugging Face cache (fetch it first: vecpipe fetch NAME, " \
+                                          "or allow a download with --fetch); "
+        return UnavailableError(f"cannot load {location}: {where}{_first_line(exc)}")
+    return UnavailableError(f"cannot load {location}: {_first_line(exc)}")
+
+
 def _set_pooling(model, mode: str) -> None:
     """Replace the model's Pooling module by one with another mode (cls, mean,
     max, lasttoken, ...), keeping its dimension and prompt handling."""
@@ -361,9 +411,24 @@ def load_model(spec: str | None, *, device=None, dtype=None, trust_remote_code=F
     """Turn a model spec into an encoder (static or transformer)."""
     kind, location = resolve_spec(spec)
     if kind == "static":
-        wv = read_vectors(location)
+        wv = _read_static(location)
         return StaticEncoder(wv, tokenize=tokenize, oov=oov, normalize_words=normalize_words, sif=sif,
                              name=str(spec or default_spec()))
     return TransformerEncoder(location, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
                               max_length=max_length, allow_download=allow_download, name=str(spec or default_spec()),
                               pooling=pooling)
+
+
+def _read_static(location) -> WordVectors:
+    """read_vectors, with a pickled file and a damaged .npy each named in one line (65)."""
+    p = Path(location)
+    if p.is_file():
+        with open(p, "rb") as fh:
+            head = fh.read(2)
+        if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+            raise DataError("a pickled file (a gensim .model or .kv?): vecpipe never unpickles model files; "
+                            "save it with gensim's save_word2vec_format and use that file", location)
+    try:
+        return read_vectors(location)
+    except (ValueError, EOFError) as exc:
+        raise DataError(f"cannot read the vectors: {_first_line(exc)}", location) from None

@@ -210,3 +210,196 @@ def test_long_whitespace_before_the_words_is_not_cut_away(tiny_bert):
     ref = enc.model.encode([text])
     np.testing.assert_allclose(enc.encode([text]), ref, atol=1e-5)
     assert np.abs(ref).sum() > 0
+
+
+# ---------------------------------------------------------------- 5. load-time refusals, calibration files
+
+
+def _one_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.fixture
+def text_in(tmp_path):
+    p = tmp_path / "in.txt"
+    p.write_text("北京天气好\n上海\n", encoding="utf-8")
+    return p
+
+
+@pytest.fixture(scope="session")
+def custom_code_model(tiny_bert, tmp_path_factory):
+    """A model folder whose config asks for its own Python code."""
+    import json
+    import shutil
+
+    folder = tmp_path_factory.mktemp("custom") / "st"
+    shutil.copytree(tiny_bert, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model_type"] = "vecpipe-test-custom"
+    cfg["auto_map"] = {"AutoConfig": "configuration_x.XConfig", "AutoModel": "modeling_x.XModel"}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    for name in ("configuration_x.py", "modeling_x.py"):
+        (folder / name).write_text("raise SystemExit('custom code ran')\n")
+    return folder
+
+
+def test_custom_code_without_the_flag_is_one_line_69(invoke, custom_code_model, text_in):
+    r = invoke("encode", "-m", custom_code_model, text_in)
+    assert r.exit_code == 69, r.output
+    line = _one_line(r.stderr)
+    assert "--trust-remote-code" in line and str(custom_code_model) in line
+    assert "custom code ran" not in r.output
+
+
+@pytest.fixture
+def copy_of_tiny_bert(tiny_bert, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert, folder)
+    return folder
+
+
+def test_pickled_weights_that_need_unpickling_are_refused_65(invoke, copy_of_tiny_bert, text_in):
+    """A pytorch_model.bin holding more than tensors: torch's safe loader refuses it; we say so in one line."""
+    import datetime
+
+    import torch
+    from safetensors.torch import load_file
+
+    sd = load_file(copy_of_tiny_bert / "model.safetensors")
+    (copy_of_tiny_bert / "model.safetensors").unlink()
+    sd["extra"] = datetime.date(2020, 1, 1)  # an object torch's weights-only loader refuses
+    torch.save(sd, copy_of_tiny_bert / "pytorch_model.bin")
+    r = invoke("encode", "-m", copy_of_tiny_bert, text_in)
+    assert r.exit_code == 65, r.output
+    line = _one_line(r.stderr)
+    assert str(copy_of_tiny_bert) in line
+
+
+def test_plain_tensor_pickle_still_loads(invoke, copy_of_tiny_bert, text_in, tiny_bert):
+    import torch
+    from safetensors.torch import load_file
+
+    sd = load_file(copy_of_tiny_bert / "model.safetensors")
+    (copy_of_tiny_bert / "model.safetensors").unlink()
+    torch.save(sd, copy_of_tiny_bert / "pytorch_model.bin")
+    r = invoke("encode", "-m", copy_of_tiny_bert, text_in, "--to", "npy")
+    ref = invoke("encode", "-m", tiny_bert, text_in, "--to", "npy")
+    assert r.exit_code == 0 and r.stdout_bytes == ref.stdout_bytes
+
+
+@pytest.mark.parametrize("damage", ["truncated-weights", "broken-config", "no-weights", "broken-modules"])
+def test_damaged_model_folder_is_one_line_65(invoke, copy_of_tiny_bert, text_in, damage):
+    f = copy_of_tiny_bert
+    if damage == "truncated-weights":
+        data = (f / "model.safetensors").read_bytes()
+        (f / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif damage == "broken-config":
+        (f / "config.json").write_text('{"model_type": "bert", "hidden_size": ')
+    elif damage == "no-weights":
+        (f / "model.safetensors").unlink()
+    else:
+        (f / "modules.json").write_text("[{")
+    r = invoke("encode", "-m", f, text_in)
+    assert r.exit_code == 65, (damage, r.output)
+    line = _one_line(r.stderr)
+    assert str(f) in line
+
+
+def test_pickled_gensim_file_is_refused_65(invoke, tmp_path, text_in):
+    import pickle
+
+    for name in ("w.model", "w.kv"):
+        p = tmp_path / name
+        p.write_bytes(pickle.dumps({"not": "loaded"}, protocol=4))
+        r = invoke("encode", "-m", p, text_in)
+        assert r.exit_code == 65, r.output
+        line = _one_line(r.stderr)
+        assert str(p) in line and "pickle" in line.replace(str(p), "")
+
+
+def test_missing_calibration_file_is_66_naming_it(invoke, digits_vecdir, text_in, tmp_path):
+    missing = tmp_path / "nope.npy"
+    r = invoke("encode", "-m", digits_vecdir, text_in, "--precision", "int8", "--calibration", missing)
+    assert r.exit_code == 66, r.output
+    assert str(missing) in _one_line(r.stderr)
+    missing_txt = tmp_path / "nope.txt"
+    r = invoke("encode", "-m", digits_vecdir, text_in, "--precision", "int8", "--calibration", missing_txt)
+    assert r.exit_code == 66, r.output
+    assert str(missing_txt) in _one_line(r.stderr)
+
+
+def _bad_npys(tmp_path):
+    good = tmp_path / "good.npy"
+    np.save(good, np.ones((2, 3), dtype=np.float32))
+    truncated = tmp_path / "truncated.npy"
+    truncated.write_bytes(good.read_bytes()[:-5])
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([[1, "a", None]], dtype=object), allow_pickle=True)
+    not_npy = tmp_path / "garbage.npy"
+    not_npy.write_bytes(b"\x93NUMPY\x01\x00garbage")
+    wrong_width = tmp_path / "wide.npy"
+    np.save(wrong_width, np.ones((2, 7), dtype=np.float32))
+    one_dim = tmp_path / "flat.npy"
+    np.save(one_dim, np.ones(3, dtype=np.float32))
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.array([[0, np.nan, 0], [1, 1, 1]], dtype=np.float32))
+    return [truncated, objects, not_npy, wrong_width, one_dim, nan]
+
+
+def test_bad_calibration_npy_is_65_naming_it(invoke, digits_vecdir, text_in, tmp_path):
+    for bad in _bad_npys(tmp_path):
+        r = invoke("encode", "-m", digits_vecdir, text_in, "--precision", "int8", "--calibration", bad)
+        assert r.exit_code == 65, (bad.name, r.output)
+        assert str(bad) in _one_line(r.stderr), bad.name
+
+
+def test_good_calibration_npy_is_used(invoke, digits_vecdir, text_in, tmp_path):
+    ranges = np.array([[-1, -1, -1], [1, 1, 1]], dtype=np.float32)
+    np.save(tmp_path / "r.npy", ranges)
+    r = invoke("encode", "-m", digits_vecdir, "-", "--precision", "int8", "--calibration", tmp_path / "r.npy",
+               "--to", "npy", input="北京\n")
+    assert r.exit_code == 0, r.output
+    import io
+
+    got = np.lib.format.read_array(io.BytesIO(r.stdout_bytes))
+    np.testing.assert_array_equal(got, quantize(np.array([[0, 0, 1]], dtype=np.float32), "int8", ranges))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "objects"])
+def test_bad_vecdir_npy_as_model_is_65_naming_it(invoke, digits_vecdir, text_in, tmp_path, damage):
+    vectors = digits_vecdir / "vectors.npy"
+    if damage == "truncated":
+        vectors.write_bytes(vectors.read_bytes()[:-7])
+    else:
+        np.save(vectors, np.array([[1, "a", None]] * 5, dtype=object), allow_pickle=True)
+    r = invoke("encode", "-m", digits_vecdir, text_in)
+    assert r.exit_code == 65, r.output
+    assert str(digits_vecdir) in _one_line(r.stderr)
+
+
+# ---------------------------------------------------------------- 6. a missing local path is 66
+
+
+@pytest.mark.parametrize("spec", [
+    "./models/typo.vecdir", "../typo", "/no/such/model", "~/no-such-vecpipe-model", "models/typo.vecdir",
+    "typo.vecdir", "zhihu.vec", "words.txt", "sub/words.txt", "w2v.bin", "x/v.npy", "a/w.model", "a/w.kv",
+    "a/sgns.word.bz2", "a/w.txt.gz", "a/w.txt.xz", "a/w.zip",
+])
+def test_a_missing_path_is_66_naming_it(invoke, text_in, spec):
+    r = invoke("encode", "-m", spec, text_in)
+    assert r.exit_code == 66, (spec, r.output)
+    line = _one_line(r.stderr)
+    assert spec in line and "Hugging Face" not in line
+
+
+def test_a_hugging_face_id_not_in_the_cache_is_still_69(invoke, text_in, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = invoke("encode", "-m", "BAAI/bge-small-zh-v1.5", text_in)
+    assert r.exit_code == 69, r.output
+    assert "BAAI/bge-small-zh-v1.5" in _one_line(r.stderr)
