@@ -214,6 +214,9 @@ class TransformerEncoder:
         self.devices = choose_devices(device)
         self.models = [self._load(location, d, choose_dtype(d, dtype), trust_remote_code, allow_download) for d in self.devices]
         self.model = self.models[0]
+        limit = _position_limit(self.model)
+        if max_length and limit and max_length > limit:
+            raise UsageError(f"--max-length {max_length}: {self.name} reads at most {limit} tokens")
         for m in self.models:
             if max_length:
                 m.max_seq_length = max_length
@@ -349,6 +352,19 @@ class TransformerEncoder:
         return out
 
 
+def _position_limit(model) -> int | None:
+    """The most tokens the model can read: its tokenizer's model_max_length
+    when set, else its position embeddings; None when unknown."""
+    tokenizer = getattr(model, "tokenizer", None)
+    n = getattr(tokenizer, "model_max_length", None)
+    if isinstance(n, int) and 0 < n < 1_000_000:
+        return n
+    first = model[0] if len(model) else None
+    config = getattr(getattr(first, "auto_model", None), "config", None)
+    n = getattr(config, "max_position_embeddings", None)
+    return n if isinstance(n, int) and n > 0 else None
+
+
 def _first_line(exc: BaseException, limit: int = 200) -> str:
     """The gist of a library's exception: its first line, no terminal colours."""
     import re
@@ -368,7 +384,13 @@ def load_error(location, exc: BaseException, *, local: bool, allow_download: boo
     weights that need a full unpickle (65)."""
     import pickle
 
+    from .batching import is_out_of_memory
+
     text = str(exc)
+    if is_out_of_memory(exc):
+        return UnavailableError(f"{location}: out of memory while loading the model; try --dtype float16 or another --device")
+    if isinstance(exc, RuntimeError) and ("CUDA" in text or "device" in text.lower()):
+        return UnavailableError(f"cannot load {location} on the device: {_first_line(exc)}")
     if "trust_remote_code" in text:
         return UnavailableError(f"{location}: the model runs its own Python code; allow it with --trust-remote-code "
                                 "(only for models you trust)")

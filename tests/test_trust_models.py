@@ -403,3 +403,29 @@ def test_a_hugging_face_id_not_in_the_cache_is_still_69(invoke, text_in, monkeyp
     r = invoke("encode", "-m", "BAAI/bge-small-zh-v1.5", text_in)
     assert r.exit_code == 69, r.output
     assert "BAAI/bge-small-zh-v1.5" in _one_line(r.stderr)
+
+
+# ---------------------------------------------------------------- siblings: options a model cannot honour
+
+
+def test_max_length_beyond_the_model_is_a_usage_error(invoke, tiny_bert, text_in):
+    r = invoke("encode", "-m", tiny_bert, text_in, "--max-length", "1000")
+    assert r.exit_code == 64, r.output
+    assert "at most 64 tokens" in _one_line(r.stderr)
+    r = invoke("encode", "-m", tiny_bert, text_in, "--max-length", "64", "--to", "npy")
+    assert r.exit_code == 0, r.output
+
+
+def test_a_cuda_device_that_is_not_there(monkeypatch):
+    import torch
+
+    from vecpipe.core.batching import choose_devices
+    from vecpipe.core.errors import UnavailableError, UsageError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert choose_devices("cuda:0,cuda:1") == ["cuda:0", "cuda:1"]
+    with pytest.raises(UnavailableError, match="cuda:2: this machine has 2 CUDA"):
+        choose_devices("cuda:2")
+    with pytest.raises(UsageError):
+        choose_devices("cuda:x")
