@@ -48,7 +48,8 @@ def resolve_spec(spec: str | None) -> tuple[str, object]:
             return "static", p
         if _is_sentence_transformer_dir(p):
             return "transformer", p
-        raise UsageError(f"{spec}: a folder that is neither a vecdir nor a sentence-transformers model")
+        raise DataError("a folder that is neither a vecdir (vectors.npy + vocab.txt) nor a sentence-transformers "
+                        "model (modules.json or config.json)", spec)
     if spec.startswith("builtin:"):
         from .catalog import BUILTIN_DIR
 
@@ -450,7 +451,21 @@ def _read_static(location) -> WordVectors:
         if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
             raise DataError("a pickled file (a gensim .model or .kv?): vecpipe never unpickles model files; "
                             "save it with gensim's save_word2vec_format and use that file", location)
+    if is_vecdir(p) and (p / "vectors.npy").is_file():
+        _check_npy_header(p / "vectors.npy")
     try:
         return read_vectors(location)
     except (ValueError, EOFError) as exc:
         raise DataError(f"cannot read the vectors: {_first_line(exc)}", location) from None
+
+
+def _check_npy_header(path: Path) -> None:
+    """A vecdir's vectors.npy must be a 2-D numeric array (mapped, not read)."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        shape, dtype = arr.shape, arr.dtype
+        del arr
+    except (ValueError, EOFError) as exc:
+        raise DataError(f"not a readable .npy array ({_first_line(exc)})", path) from None
+    if len(shape) != 2 or dtype.kind not in "fiu":
+        raise DataError(f"the vectors must be a 2-D numeric array, not {dtype} {shape}", path)

@@ -370,13 +370,19 @@ def test_good_calibration_npy_is_used(invoke, digits_vecdir, text_in, tmp_path):
     np.testing.assert_array_equal(got, quantize(np.array([[0, 0, 1]], dtype=np.float32), "int8", ranges))
 
 
-@pytest.mark.parametrize("damage", ["truncated", "objects"])
+@pytest.mark.parametrize("damage", ["truncated", "objects", "empty", "one-dim", "strings"])
 def test_bad_vecdir_npy_as_model_is_65_naming_it(invoke, digits_vecdir, text_in, tmp_path, damage):
     vectors = digits_vecdir / "vectors.npy"
     if damage == "truncated":
         vectors.write_bytes(vectors.read_bytes()[:-7])
-    else:
+    elif damage == "objects":
         np.save(vectors, np.array([[1, "a", None]] * 5, dtype=object), allow_pickle=True)
+    elif damage == "empty":
+        vectors.write_bytes(b"")
+    elif damage == "one-dim":
+        np.save(vectors, np.ones(5, dtype=np.float32))
+    else:
+        np.save(vectors, np.array([["a"] * 3] * 5))
     r = invoke("encode", "-m", digits_vecdir, text_in)
     assert r.exit_code == 65, r.output
     assert str(digits_vecdir) in _one_line(r.stderr)
@@ -429,3 +435,10 @@ def test_a_cuda_device_that_is_not_there(monkeypatch):
         choose_devices("cuda:2")
     with pytest.raises(UsageError):
         choose_devices("cuda:x")
+
+
+def test_a_folder_that_is_no_model_is_65(invoke, digits_vecdir, text_in):
+    (digits_vecdir / "vocab.txt").unlink()  # a vecdir that lost its vocabulary
+    r = invoke("encode", "-m", digits_vecdir, text_in)
+    assert r.exit_code == 65, r.output
+    assert str(digits_vecdir) in _one_line(r.stderr)
