@@ -86,12 +86,12 @@ def load_calibration(path, encoder, opts: "EncodeOptions") -> np.ndarray:
     if path != "-" and not Path(path).is_file():
         raise NoInputError(f"{path}: no such file (--calibration)")
     if str(path).endswith(".npy"):
-        from .models import _first_line
+        from .models import error_gist
 
         try:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, EOFError, OSError) as exc:
-            raise DataError(f"not a readable .npy array ({_first_line(exc)})", path) from None
+            raise DataError(f"not a readable .npy array ({error_gist(exc)})", path) from None
         width = min(opts.truncate_dim or encoder.dim, encoder.dim)
         if arr.dtype.kind not in "fiu" or arr.ndim != 2 or arr.shape[0] < 1:
             raise DataError(f"--calibration needs a 2-D numeric array, (2, dim) ranges or (n, dim) vectors, "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +195,10 @@ def cut_long_text(text: str, tokenizer, max_tokens: int) -> str:
     cut = char_bound(max_tokens)
     while cut < len(text):
         head = text[:cut]
-        n = len(tokenizer(head, add_special_tokens=False, verbose=False)["input_ids"])
+        try:
+            n = len(tokenizer(head, add_special_tokens=False, verbose=False)["input_ids"])
+        except Exception:  # noqa: BLE001 - a tokenizer that cannot count: keep the whole text, as before
+            return text
         if n >= max_tokens + CUT_MARGIN:
             return head
         cut *= 2
@@ -366,10 +370,8 @@ def _position_limit(model) -> int | None:
     return n if isinstance(n, int) and n > 0 else None
 
 
-def _first_line(exc: BaseException, limit: int = 200) -> str:
+def error_gist(exc: BaseException, limit: int = 200) -> str:
     """The gist of a library's exception: its first line, no terminal colours."""
-    import re
-
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
     line = text.splitlines()[0].strip() if text else ""
     if len(line) > limit:
@@ -391,22 +393,22 @@ def load_error(location, exc: BaseException, *, local: bool, allow_download: boo
     if is_out_of_memory(exc):
         return UnavailableError(f"{location}: out of memory while loading the model; try --dtype float16 or another --device")
     if isinstance(exc, RuntimeError) and ("CUDA" in text or "device" in text.lower()):
-        return UnavailableError(f"cannot load {location} on the device: {_first_line(exc)}")
+        return UnavailableError(f"cannot load {location} on the device: {error_gist(exc)}")
     if "trust_remote_code" in text:
         return UnavailableError(f"{location}: the model runs its own Python code; allow it with --trust-remote-code "
                                 "(only for models you trust)")
     if isinstance(exc, ImportError):
-        return UnavailableError(f"cannot load {location}: a package it needs is missing ({_first_line(exc)})")
+        return UnavailableError(f"cannot load {location}: a package it needs is missing ({error_gist(exc)})")
     if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
         return DataError("pickled weights that hold more than tensors: refused (vecpipe never runs a model file's "
                          "pickled code; convert the weights to safetensors)", location)
     if local:
-        return DataError(f"cannot load the model: {_first_line(exc)}", location)
+        return DataError(f"cannot load the model: {error_gist(exc)}", location)
     if isinstance(exc, OSError):
         where = "" if allow_download else "not in the local Hugging Face cache (fetch it first: vecpipe fetch NAME, " \
                                           "or allow a download with --fetch); "
-        return UnavailableError(f"cannot load {location}: {where}{_first_line(exc)}")
-    return UnavailableError(f"cannot load {location}: {_first_line(exc)}")
+        return UnavailableError(f"cannot load {location}: {where}{error_gist(exc)}")
+    return UnavailableError(f"cannot load {location}: {error_gist(exc)}")
 
 
 def _set_pooling(model, mode: str) -> None:
@@ -456,7 +458,7 @@ def _read_static(location) -> WordVectors:
     try:
         return read_vectors(location)
     except (ValueError, EOFError) as exc:
-        raise DataError(f"cannot read the vectors: {_first_line(exc)}", location) from None
+        raise DataError(f"cannot read the vectors: {error_gist(exc)}", location) from None
 
 
 def _check_npy_header(path: Path) -> None:
@@ -466,6 +468,6 @@ def _check_npy_header(path: Path) -> None:
         shape, dtype = arr.shape, arr.dtype
         del arr
     except (ValueError, EOFError) as exc:
-        raise DataError(f"not a readable .npy array ({_first_line(exc)})", path) from None
+        raise DataError(f"not a readable .npy array ({error_gist(exc)})", path) from None
     if len(shape) != 2 or dtype.kind not in "fiu":
         raise DataError(f"the vectors must be a 2-D numeric array, not {dtype} {shape}", path)
