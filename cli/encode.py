@@ -28,7 +28,7 @@ log = logging.getLogger("vecpipe")
 @click.option("--truncate-dim", type=click.IntRange(min=1), help="Keep the first N dimensions (Matryoshka models).")
 @click.option("--precision", type=click.Choice(["float32", "float16", "int8", "binary", "ubinary"]), default="float32",
               show_default=True, help="Output precision; int8 ranges are fixed once for the whole output.")
-@click.option("--calibration", type=click.Path(exists=True, dir_okay=False),
+@click.option("--calibration", type=click.Path(dir_okay=False),
               help="int8 ranges: a .npy of (2, dim) ranges or sample vectors, or a text file to encode for them.")
 @click.option("--ranges-out", type=click.Path(), help="Save the int8 ranges used (default with -o: OUTPUT.ranges.npy).")
 @click.option("--max-tokens", type=click.IntRange(min=16),

@@ -35,6 +35,12 @@ def choose_devices(spec: str | None) -> list[str]:
         kind = d.split(":")[0]
         if kind == "cuda" and not torch.cuda.is_available():
             raise UnavailableError(f"--device {d}: CUDA is not available on this machine")
+        if kind == "cuda" and ":" in d:
+            index = d.split(":", 1)[1]
+            if not index.isdigit():
+                raise UsageError(f"--device {d}: a CUDA device is cuda or cuda:N")
+            if int(index) >= torch.cuda.device_count():
+                raise UnavailableError(f"--device {d}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise UnavailableError(f"--device {d}: MPS is not available on this machine")
         if kind not in ("cpu", "cuda", "mps", "xpu", "npu"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .errors import DataError, UsageError
+from .errors import DataError, NoInputError, UsageError
 from .progress import progress
 from .search import normalize_rows
 from .streams import NpyStreamWriter, display_name, open_input, open_output, read_numbered_records
@@ -61,17 +61,21 @@ def int8_ranges(sample: np.ndarray) -> np.ndarray:
 
 
 def quantize(x: np.ndarray, precision: str, ranges: np.ndarray | None = None) -> np.ndarray:
-    """float32 rows -> the output precision. int8 uses fixed ranges (never
-    re-derived per batch, so rows from different batches stay comparable)."""
+    """float32 rows -> the output precision, exactly as sentence-transformers'
+    quantize_embeddings (the same float32 arithmetic and floor, so the same
+    bytes). int8 uses fixed ranges (never re-derived per batch, so rows from
+    different batches stay comparable)."""
     if precision == "float32":
         return x.astype(np.float32, copy=False)
     if precision == "float16":
         return x.astype(np.float16)
     if precision == "int8":
+        ranges = np.asarray(ranges).astype(np.float32, copy=False)
         starts = ranges[0]
-        steps = (ranges[1] - ranges[0]) / 255
+        steps = (ranges[1] - starts) / 255
         steps = np.where(steps == 0, 1, steps)
-        return np.clip((x - starts) / steps - 128, -128, 127).astype(np.int8)
+        buckets = np.clip(np.floor((x - starts) / steps), 0, 255)  # floor, not truncation toward zero
+        return (buckets - 128).astype(np.int8)
     packed = np.packbits(x > 0, axis=-1)
     return (packed.astype(np.int16) - 128).astype(np.int8) if precision == "binary" else packed
     
@@ -79,8 +83,24 @@ def quantize(x: np.ndarray, precision: str, ranges: np.ndarray | None = None) ->
 def load_calibration(path, encoder, opts: "EncodeOptions") -> np.ndarray:
     """--calibration: a .npy of ranges (2, dim) or of sample vectors (n, dim), or
     a text/JSONL file whose texts are encoded to find the ranges."""
+    if path != "-" and not Path(path).is_file():
+        raise NoInputError(f"{path}: no such file (--calibration)")
     if str(path).endswith(".npy"):
-        arr = np.load(path, allow_pickle=False).astype(np.float32)
+        from .models import error_gist
+
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as exc:
+            raise DataError(f"not a readable .npy array ({error_gist(exc)})", path) from None
+        width = min(opts.truncate_dim or encoder.dim, encoder.dim)
+        if arr.dtype.kind not in "fiu" or arr.ndim != 2 or arr.shape[0] < 1:
+            raise DataError(f"--calibration needs a 2-D numeric array, (2, dim) ranges or (n, dim) vectors, "
+                            f"not {arr.dtype} {arr.shape}", path)
+        if arr.shape[1] != width:
+            raise DataError(f"--calibration has {arr.shape[1]} columns, the vectors have {width}", path)
+        arr = arr.astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise DataError("--calibration holds NaN or infinite values", path)
         return arr if arr.shape[0] == 2 else int8_ranges(arr)
     fh = open_input(path)
     try:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
-from .errors import NoInputError, UnavailableError, UsageError
+from .errors import DataError, NoInputError, UnavailableError, UsageError
 from .formats import WordVectors, is_vecdir, read_vectors
 
 log = logging.getLogger("vecpipe")
@@ -27,6 +28,17 @@ def _is_sentence_transformer_dir(p: Path) -> bool:
     return p.is_dir() and ((p / "modules.json").is_file() or (p / "config.json").is_file())
 
 
+# names that can only be files or folders: a spec ending in one of these (or
+# starting with ., /, ~) that does not exist is a missing input, not a model id
+PATH_SUFFIXES = (".vecdir", ".vec", ".txt", ".bin", ".npy", ".npz", ".model", ".kv", ".bz2", ".gz", ".xz",
+                 ".zip", ".w2v", ".glove", ".jsonl", ".json", ".tsv", ".csv", ".parquet", ".safetensors",
+                 ".pt", ".pth", ".onnx")
+
+
+def looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~", "\\")) or spec.lower().endswith(PATH_SUFFIXES)
+
+
 def resolve_spec(spec: str | None) -> tuple[str, object]:
     """(kind, location): kind is 'static' (location: a path) or 'transformer'
     (location: a folder or a Hugging Face id), plus catalog info when known."""
@@ -37,7 +49,8 @@ def resolve_spec(spec: str | None) -> tuple[str, object]:
             return "static", p
         if _is_sentence_transformer_dir(p):
             return "transformer", p
-        raise UsageError(f"{spec}: a folder that is neither a vecdir nor a sentence-transformers model")
+        raise DataError("a folder that is neither a vecdir (vectors.npy + vocab.txt) nor a sentence-transformers "
+                        "model (modules.json or config.json)", spec)
     if spec.startswith("builtin:"):
         from .catalog import BUILTIN_DIR
 
@@ -55,6 +68,8 @@ def resolve_spec(spec: str | None) -> tuple[str, object]:
         if local is None:
             raise UnavailableError(catalog.missing_message(spec))
         return ("transformer" if entry.kind == "transformer" else "static"), local
+    if looks_like_path(spec):
+        raise NoInputError(f"{spec}: no such file or folder")
     if "/" in spec:
         return "transformer", spec
     raise NoInputError(f"{spec}: no such file, folder, built-in or catalog model")
@@ -111,7 +126,7 @@ class StaticEncoder:
 
     def token_rows(self, text: str) -> list[int]:
         if self.fast_rows is not None:
-            rows, unknown = self.fast_rows(text)
+            rows, unknown = self.fast_rows(text, self.oov == "char")
             self.oov_tokens += unknown
             return rows
         rows = []
@@ -154,6 +169,42 @@ class StaticEncoder:
         return out
 
 
+# Texts are cut by characters before tokenizing, so one 10 MB line does not
+# become millions of tokens (and gigabytes) only to be truncated to max_length.
+# The cut must not change the first max_length tokens for any tokenizer. A
+# token covers at least one character (BERT-like WordPiece, SentencePiece,
+# byte-level BPE alike, special tokens aside), but the first max_length tokens
+# may span more characters than that: long word pieces, whitespace and
+# characters the normalizer drops. So the bound is generous (CHARS_PER_TOKEN x
+# max_length) and checked: the cut text is tokenized (cheap, it is short) and
+# kept only when it already gives CUT_MARGIN tokens more than max_length;
+# otherwise the cut doubles until it does, or the text is whole. Pre-tokenizers
+# split at whitespace and punctuation (BERT at every CJK character), so only
+# the word at the cut can tokenize differently, far behind the tokens kept.
+CHARS_PER_TOKEN = 16
+CUT_MARGIN = 64
+
+
+def char_bound(max_tokens: int) -> int:
+    """The first cut, in characters, for a model that keeps max_tokens tokens."""
+    return CHARS_PER_TOKEN * max_tokens + CUT_MARGIN
+
+
+def cut_long_text(text: str, tokenizer, max_tokens: int) -> str:
+    """text, or a prefix of it that gives the same first max_tokens tokens."""
+    cut = char_bound(max_tokens)
+    while cut < len(text):
+        head = text[:cut]
+        try:
+            n = len(tokenizer(head, add_special_tokens=False, verbose=False)["input_ids"])
+        except Exception:  # noqa: BLE001 - a tokenizer that cannot count: keep the whole text, as before
+            return text
+        if n >= max_tokens + CUT_MARGIN:
+            return head
+        cut *= 2
+    return text
+
+
 class TransformerEncoder:
     """A sentence-transformers model, run with length-sorted token-budget batches."""
 
@@ -168,6 +219,9 @@ class TransformerEncoder:
         self.devices = choose_devices(device)
         self.models = [self._load(location, d, choose_dtype(d, dtype), trust_remote_code, allow_download) for d in self.devices]
         self.model = self.models[0]
+        limit = _position_limit(self.model)
+        if max_length and limit and max_length > limit:
+            raise UsageError(f"--max-length {max_length}: {self.name} reads at most {limit} tokens")
         for m in self.models:
             if max_length:
                 m.max_seq_length = max_length
@@ -198,16 +252,16 @@ class TransformerEncoder:
             transformers.utils.logging.disable_progress_bar()
         from sentence_transformers import SentenceTransformer
 
+        local = Path(str(location)).exists()
         try:
             model = SentenceTransformer(
                 str(location), device=device, trust_remote_code=trust_remote_code,
-                local_files_only=not allow_download and not Path(str(location)).exists(),
+                local_files_only=not allow_download and not local,
             )
-        except OSError as exc:
-            raise UnavailableError(
-                f"cannot load {location}: not in the local Hugging Face cache "
-                f"(fetch it first: vecpipe fetch NAME, or allow a download with --fetch) [{exc.__class__.__name__}]"
-            ) from None
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every library error at load time becomes one line
+            raise load_error(location, exc, local=local, allow_download=allow_download) from None
         if torch_dtype is not None and device != "cpu":
             model = model.to(dtype=torch_dtype)
         elif torch_dtype is not None:
@@ -231,6 +285,15 @@ class TransformerEncoder:
         extra = 2 + (len(prompt) if prompt else 0)
         cap = self.model.max_seq_length or 512
         return np.fromiter((min(len(t) + extra, cap) for t in texts), dtype=np.int64, count=len(texts))
+
+    def _cut_long(self, texts: list[str]) -> list[str]:
+        """Texts far longer than the model reads, cut by characters (see char_bound)."""
+        cap = self.model.max_seq_length or 512
+        tokenizer = getattr(self.model, "tokenizer", None)
+        bound = char_bound(cap)
+        if tokenizer is None or not callable(tokenizer) or all(len(t) <= bound for t in texts):
+            return texts
+        return [cut_long_text(t, tokenizer, cap) if len(t) > bound else t for t in texts]
 
     @staticmethod
     def _preprocess(model, texts, prompt):
@@ -267,6 +330,7 @@ class TransformerEncoder:
         out = np.empty((len(texts), dim), dtype=np.float32)
         if not texts:
             return out
+        texts = self._cut_long(texts)
         lengths = self.token_lengths(texts, prompt)
         indices = np.arange(len(texts))
         parts = [indices] if len(self.models) == 1 else _split_balanced(lengths, len(self.models))
@@ -291,6 +355,60 @@ class TransformerEncoder:
         for batch, emb in results:
             out[batch] = emb
         return out
+
+
+def _position_limit(model) -> int | None:
+    """The most tokens the model can read: its tokenizer's model_max_length
+    when set, else its position embeddings; None when unknown."""
+    tokenizer = getattr(model, "tokenizer", None)
+    n = getattr(tokenizer, "model_max_length", None)
+    if isinstance(n, int) and 0 < n < 1_000_000:
+        return n
+    first = model[0] if len(model) else None
+    config = getattr(getattr(first, "auto_model", None), "config", None)
+    n = getattr(config, "max_position_embeddings", None)
+    return n if isinstance(n, int) and n > 0 else None
+
+
+def error_gist(exc: BaseException, limit: int = 200) -> str:
+    """The gist of a library's exception: its first line, no terminal colours."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    if len(line) > limit:
+        line = line[: limit - 3].rstrip() + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def load_error(location, exc: BaseException, *, local: bool, allow_download: bool = False):
+    """A VecpipeError (one line, the right exit code) for what transformers,
+    sentence-transformers, huggingface_hub, safetensors or torch raised while
+    loading a model: custom code without --trust-remote-code and a missing
+    package (69), a model not in the cache (69), a damaged model folder or
+    weights that need a full unpickle (65)."""
+    import pickle
+
+    from .batching import is_out_of_memory
+
+    text = str(exc)
+    if is_out_of_memory(exc):
+        return UnavailableError(f"{location}: out of memory while loading the model; try --dtype float16 or another --device")
+    if isinstance(exc, RuntimeError) and ("CUDA" in text or "device" in text.lower()):
+        return UnavailableError(f"cannot load {location} on the device: {error_gist(exc)}")
+    if "trust_remote_code" in text:
+        return UnavailableError(f"{location}: the model runs its own Python code; allow it with --trust-remote-code "
+                                "(only for models you trust)")
+    if isinstance(exc, ImportError):
+        return UnavailableError(f"cannot load {location}: a package it needs is missing ({error_gist(exc)})")
+    if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
+        return DataError("pickled weights that hold more than tensors: refused (vecpipe never runs a model file's "
+                         "pickled code; convert the weights to safetensors)", location)
+    if local:
+        return DataError(f"cannot load the model: {error_gist(exc)}", location)
+    if isinstance(exc, OSError):
+        where = "" if allow_download else "not in the local Hugging Face cache (fetch it first: vecpipe fetch NAME, " \
+                                          "or allow a download with --fetch); "
+        return UnavailableError(f"cannot load {location}: {where}{error_gist(exc)}")
+    return UnavailableError(f"cannot load {location}: {error_gist(exc)}")
 
 
 def _set_pooling(model, mode: str) -> None:
@@ -318,9 +436,38 @@ def load_model(spec: str | None, *, device=None, dtype=None, trust_remote_code=F
     """Turn a model spec into an encoder (static or transformer)."""
     kind, location = resolve_spec(spec)
     if kind == "static":
-        wv = read_vectors(location)
+        wv = _read_static(location)
         return StaticEncoder(wv, tokenize=tokenize, oov=oov, normalize_words=normalize_words, sif=sif,
                              name=str(spec or default_spec()))
     return TransformerEncoder(location, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
                               max_length=max_length, allow_download=allow_download, name=str(spec or default_spec()),
                               pooling=pooling)
+
+
+def _read_static(location) -> WordVectors:
+    """read_vectors, with a pickled file and a damaged .npy each named in one line (65)."""
+    p = Path(location)
+    if p.is_file():
+        with open(p, "rb") as fh:
+            head = fh.read(2)
+        if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+            raise DataError("a pickled file (a gensim .model or .kv?): vecpipe never unpickles model files; "
+                            "save it with gensim's save_word2vec_format and use that file", location)
+    if is_vecdir(p) and (p / "vectors.npy").is_file():
+        _check_npy_header(p / "vectors.npy")
+    try:
+        return read_vectors(location)
+    except (ValueError, EOFError) as exc:
+        raise DataError(f"cannot read the vectors: {error_gist(exc)}", location) from None
+
+
+def _check_npy_header(path: Path) -> None:
+    """A vecdir's vectors.npy must be a 2-D numeric array (mapped, not read)."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        shape, dtype = arr.shape, arr.dtype
+        del arr
+    except (ValueError, EOFError) as exc:
+        raise DataError(f"not a readable .npy array ({error_gist(exc)})", path) from None
+    if len(shape) != 2 or dtype.kind not in "fiu":
+        raise DataError(f"the vectors must be a 2-D numeric array, not {dtype} {shape}", path)

@@ -12,8 +12,12 @@ from .errors import UnavailableError, UsageError
 
 TOKENIZERS = ("auto", "space", "char", "jieba")
 
-# a CJK run, or a run of letters/digits, or any other single non-space character
-_RUNS = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+)|([^\W_]+)|(\S)", re.UNICODE)
+# Han ideographs: Extension A, the URO, 〇 (U+3007, a Han numeral), compatibility
+# ideographs, Extensions B-F and the compatibility supplement (U+2xxxx), G-H (U+3xxxx)
+_CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff\U00030000-\U0003134f"
+# a CJK run, or a run of letters/digits that are not CJK (`\w` alone matches CJK
+# too, which glued 借4万对吗 into 借 + 4万对吗), or any other single non-space character
+_RUNS = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)|(\S)", re.UNICODE)
 
 
 class LongestMatch:
@@ -60,8 +64,10 @@ class LongestMatch:
                 out.extend(piece for piece, _ in self._cjk_pieces(m.group(1)))
         return out
 
-    def rows(self, text: str) -> tuple[list[int], int]:
-        """Vocabulary rows of the words found, and how many tokens were unknown."""
+    def rows(self, text: str, oov_char: bool = False) -> tuple[list[int], int]:
+        """Vocabulary rows of the words found, and how many tokens were unknown.
+        oov_char (--oov char): an unknown run of letters/digits contributes its
+        known characters instead (an unknown CJK piece is one character already)."""
         rows: list[int] = []
         unknown = 0
         vocab = self.vocab
@@ -72,10 +78,14 @@ class LongestMatch:
                 r = vocab.get(tok)
                 if r is None and tok.lower() != tok:
                     r = vocab.get(tok.lower())
-                if r is None:
-                    unknown += 1
-                else:
+                if r is not None:
                     rows.append(r)
+                elif oov_char and len(tok) > 1:
+                    chars = [vocab[c] for c in tok if c in vocab]
+                    rows.extend(chars)
+                    unknown += len(tok) - len(chars)
+                else:
+                    unknown += 1
                 continue
             for _, r in self._cjk_pieces(run):
                 if r is None:
