@@ -332,12 +332,10 @@ def read_npy_stream(fh: io.BufferedReader, name: str) -> Iterator[np.ndarray]:
         yield block
 
 
-def _read_npy_block(fh, name: str, number: int) -> np.ndarray:
-    """One .npy array from the stream, its header checked before any memory is
-    taken for it and its data read in pieces (a short stream is noticed, not
-    allocated for)."""
+def _read_npy_header(fh, name: str, where: str):
+    """(shape, fortran order, dtype, number of items) of the .npy header at fh, checked:
+    a valid header of a numeric dtype, or DataError naming the input."""
     fmt = np.lib.format
-    where = f"npy block {number}"
     reader = _PlainReader(fh)
     try:
         version = fmt.read_magic(reader)
@@ -346,14 +344,37 @@ def _read_npy_block(fh, name: str, number: int) -> np.ndarray:
             raise ValueError(f"unsupported .npy version {version[0]}.{version[1]}")
         shape, fortran, dtype = read_header(reader)
     except (ValueError, SyntaxError, TypeError, EOFError) as exc:
-        raise DataError(f"{where}: not a valid .npy header ({exc})", name) from None
+        raise DataError(f"{where}not a valid .npy header ({exc})", name) from None
     if any(dim < 0 for dim in shape):
-        raise DataError(f"{where}: not a valid .npy header (shape {shape})", name)
+        raise DataError(f"{where}not a valid .npy header (shape {shape})", name)
     if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
-        raise DataError(f"{where}: dtype {dtype} is not numeric (vectors are numbers)", name)
+        raise DataError(f"{where}dtype {dtype} is not numeric (vectors are numbers)", name)
     count = 1
     for dim in shape:
         count *= dim
+    return shape, fortran, dtype, count
+
+
+def load_npy(path, *, mmap: bool = False) -> np.ndarray:
+    """One .npy file (an index, calibration ranges), its header checked against
+    the file first: a numeric dtype and as many data bytes as the header claims,
+    else DataError naming the file (never a MemoryError or numpy's ValueError)."""
+    name = str(path)
+    with open(path, "rb") as fh:
+        shape, _, dtype, count = _read_npy_header(fh, name, "")
+        nbytes = count * dtype.itemsize
+        have = os.fstat(fh.fileno()).st_size - fh.tell()
+    if have < nbytes:
+        raise DataError(f"truncated: its header says {shape} ({nbytes:,} bytes) but only {have:,} bytes follow", name)
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def _read_npy_block(fh, name: str, number: int) -> np.ndarray:
+    """One .npy array from the stream, its header checked before any memory is
+    taken for it and its data read in pieces (a short stream is noticed, not
+    allocated for)."""
+    where = f"npy block {number}"
+    shape, fortran, dtype, count = _read_npy_header(fh, name, where + ": ")
     nbytes = count * dtype.itemsize
     try:
         out = np.empty(count, dtype=dtype)

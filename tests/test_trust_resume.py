@@ -413,3 +413,42 @@ def test_a_signal_wins_over_a_later_data_error(invoke, tmp_path, tiny_vecdir, mo
     assert r.exit_code == code, r.output
     assert f"vecpipe: error: {word}" in r.output and "unexpected end" not in r.output
     assert signal.getsignal(signal.SIGTERM) is previous  # the in-process run gave the handler back
+
+
+@pytest.mark.parametrize("case", ["huge", "object", "truncated"])
+def test_bad_npy_index_is_bad_data(tmp_path, case):
+    ok = tmp_path / "ok.npy"
+    np.save(ok, np.ones((3, 4), np.float32))
+    bad = tmp_path / "index.npy"
+    if case == "huge":
+        bad.write_bytes(_npy_header((10**12, 4)) + b"\0" * 64)
+    elif case == "object":
+        bad.write_bytes(_npy_header((2, 2), "|O") + b"\0" * 64)
+    else:
+        bad.write_bytes(ok.read_bytes()[:-5])
+    r = run_vecpipe("knn", "--index", bad, "--queries", ok)
+    assert r.returncode == 65, r.stderr
+    assert r.stderr.startswith(f"vecpipe: error: {bad}: ") and "Traceback" not in r.stderr
+
+
+def test_bom_is_not_part_of_the_first_word_in_training(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_bytes(BOM + ("北京 上海 天气 好\n" * 50).encode())
+    r = run_vecpipe("train-w2v", corpus, "--min-count", "1", "--dim", "4", "--epochs", "1", "--workers", "1",
+                    "-o", tmp_path / "o.vecdir")
+    assert r.returncode == 0, r.stderr
+    vocab = (tmp_path / "o.vecdir" / "vocab.txt").read_text(encoding="utf-8").split()
+    assert sorted(vocab) == sorted(["北京", "上海", "天气", "好"])
+
+
+def test_an_eof_error_without_a_signal_is_not_an_interruption(invoke, tiny_vecdir, monkeypatch):
+    import vecpipe.core.encode as enc
+
+    def eof(*args, **kwargs):
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+    monkeypatch.setattr(enc, "encode_texts", eof)
+    r = invoke("encode", "-m", tiny_vecdir, input="北京\n")
+    assert r.exit_code == 65, r.output
+    assert "vecpipe: error: unexpected end of input: Compressed file ended" in r.output
+    assert "interrupted" not in r.output
