@@ -62,10 +62,10 @@ class _Part:
         self.sha = hashlib.sha256()  # of the partial's bytes [0, hashed)
         self.hashed = 0
 
-    def hash_to(self, size: int) -> str:
+    def hash_to(self, size: int, fd: int | None = None) -> str:
         """sha256 of the partial's first `size` bytes (read back from the file,
         from where the last call stopped)."""
-        fd = self.fh.fileno()
+        fd = self.fh.fileno() if fd is None else fd
         while self.hashed < size:
             chunk = os.pread(fd, min(_CHUNK, size - self.hashed), self.hashed)
             if not chunk:
@@ -145,16 +145,15 @@ class ResumableJob:
         """The length the state gives the partial, after checking that its bytes
         up to there are the ones the state recorded."""
         saved = state.get("parts", {}).get(key)
-        if not isinstance(saved, dict) or state.get("version") != STATE_VERSION:
+        if (state.get("version") != STATE_VERSION or "records_done" not in state or not isinstance(saved, dict)
+                or not {"size", "sha256"} <= saved.keys()):
             self._refuse(part, "its state was saved by another vecpipe version")
         size = saved["size"]
         actual = part.partial.stat().st_size
         if actual < size:
             self._refuse(part, f"it has {actual:,} bytes, the state says {size:,} were written")
         with open(part.partial, "rb") as fh:
-            part.fh = fh
-            digest = part.hash_to(size)
-            part.fh = None
+            digest = part.hash_to(size, fh.fileno())
         if digest != saved["sha256"]:
             self._refuse(part, f"the sha256 of its first {size:,} bytes differs from the one recorded")
         return size
