@@ -181,13 +181,15 @@ def test_sigterm_encode_removes_partial_and_lock(tmp_path, tiny_vecdir):
     out = tmp_path / "work"
     out.mkdir()
     partial = out / ".o.jsonl.partial"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     proc = start(["encode", "-m", tiny_vecdir, "-", "-o", out / "o.jsonl", "--window", "500", "--ids-out", out / "o.ids"],
-                 b"".join(lines[:700]))
+                 b"".join(lines[:700]), env={**os.environ, "TMPDIR": str(tmp)})
     wait_for(lambda: partial.exists() and partial.stat().st_size > 0)
     rc, err = stop(proc, signal.SIGTERM)
     assert rc == 143, err
     assert err.strip().splitlines()[-1] == "vecpipe: error: terminated (SIGTERM)" and "Traceback" not in err
-    assert leftovers(out) == []
+    assert leftovers(out) == [] and leftovers(tmp) == []
 
 
 def test_sigterm_encode_resume_keeps_state_and_resumes(tmp_path, tiny_vecdir):
@@ -208,14 +210,15 @@ def test_sigterm_encode_resume_keeps_state_and_resumes(tmp_path, tiny_vecdir):
 def test_sigterm_convert_leaves_nothing(tmp_path):
     words = [f"w{i}" for i in range(5000)]
     text = "".join(f"{w} " + " ".join(["0.5"] * 20) + "\n" for w in words).encode()
-    work = tmp_path / "work"
+    work, tmp = tmp_path / "work", tmp_path / "tmp"
     work.mkdir()
-    proc = start(["convert", "-", "-o", work / "o.vecdir"], text[:100000], cwd=work)
-    time.sleep(2.0)
+    tmp.mkdir()
+    proc = start(["convert", "-", "-o", work / "o.vecdir"], text[:100000], cwd=work, env={**os.environ, "TMPDIR": str(tmp)})
+    time.sleep(2.0)  # reading stdin, which stays open
     rc, err = stop(proc, signal.SIGTERM)
     assert rc == 143, err
     assert "terminated" in err and "Traceback" not in err
-    assert leftovers(work) == []
+    assert leftovers(work) == [] and leftovers(tmp) == []
 
 
 @pytest.mark.parametrize("phase", ["reading", "training"])
