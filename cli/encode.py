@@ -37,7 +37,8 @@ log = logging.getLogger("vecpipe")
               help="At most this many texts per batch (default: 512 on GPU, 32 on CPU).")
 @click.option("--window", type=click.IntRange(min=1), default=10000, show_default=True,
               help="Records read, encoded and written at a time (memory stays flat).")
-@click.option("--resume", is_flag=True, help="Continue an interrupted -o run where it stopped (same input and options).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted -o run where it stopped (same input and options; a changed input "
+              "or partial output is refused, exit 65).")
 @on_error_option
 @unicode_errors_option
 def encode(src, output, to, text_field, id_field, ids_out, vector_field, normalize, prompt, query, truncate_dim,

@@ -2,10 +2,14 @@
 the one place where exceptions become messages and exit codes."""
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.abc
 import logging
 import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -95,7 +99,8 @@ def cli(verbose, quiet, debug):
     Exit codes: 0 ok (also when the reader of stdout goes away, as with
     `| head`), 64 usage, 65 bad input data, 66 missing input, 69 unavailable,
     70 internal error, 74 I/O error, 75 output locked by another run (try
-    again later), 130 interrupted.
+    again later), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both
+    clean up first.
     """
     _state["debug"] = debug or bool(os.environ.get("VECPIPE_DEBUG"))
     _configure_logging(verbose, quiet)
@@ -119,7 +124,110 @@ def _quiet_stdout() -> None:
         pass
 
 
+class _Signals:
+    """SIGINT and SIGTERM (what cron, systemd and `timeout` send) both raise
+    KeyboardInterrupt in the main thread, so every clean-up path a Ctrl-C takes
+    runs for both (atomic outputs removed, locks released, temporary files
+    removed, a --resume run's partial output and state kept). The first signal
+    is remembered: it decides the exit status (128 + its number) even when the
+    interrupt was swallowed on the way and turned into another error."""
+
+    HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def _handler(self, signum, frame):
+        if self.received is None:
+            self.received = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        self.received = None
+        if threading.current_thread() is not threading.main_thread():
+            return self  # handlers can only be set from the main thread
+        for signum in self.HANDLED:
+            current = signal.getsignal(signum)
+            if current in (signal.SIG_IGN, None):
+                continue  # ignored on purpose (nohup, a background job): leave it so
+            self._previous[signum] = current
+            signal.signal(signum, self._handler)
+
+        if self._previous:
+            sys.meta_path.insert(0, _reclaim_after_polars)
+        return self
+
+    def reclaim(self) -> None:
+        """Set our handlers again (over one a library put in their place)."""
+        for signum in self._previous:
+            signal.signal(signum, self._handler)
+
+    def __exit__(self, *exc):
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(_reclaim_after_polars)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+        return False
+
+    def exit_code(self) -> int:
+        signum = self.received or signal.SIGINT
+        _error("interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})")
+        return 128 + signum
+
+
+_signals = _Signals()
+
+
+class _ReclaimAfterPolars(importlib.abc.MetaPathFinder):
+    """Importing polars replaces the SIGINT handler by its own, with SA_RESTART:
+    a blocking read of stdin then ignores Ctrl-C until more input or EOF comes
+    (pola-rs/polars#21739). Once polars is imported, take SIGINT back."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "polars":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _ThenReclaim(spec.loader)
+                return spec
+        return None
+
+
+class _ThenReclaim:
+    def __init__(self, loader):
+        self._loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        try:
+            self._loader.exec_module(module)
+        finally:
+            _signals.reclaim()
+
+
+_reclaim_after_polars = _ReclaimAfterPolars()
+
+
 def main(argv=None) -> int:
+    with _signals:
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:  # a signal while an error was being reported
+            return _signals.exit_code()
+
+
+def _main(argv) -> int:
     try:
         rv = cli.main(args=argv, prog_name="vecpipe", standalone_mode=False)
         sys.stdout.flush()
@@ -130,18 +238,22 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 0
-    except click.exceptions.Abort:
-        _error("interrupted")
-        return errors.EX_INTERRUPTED
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return errors.EX_INTERRUPTED
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        if _signals.received is None and isinstance(exc.__context__, EOFError):
+            # click turns EOFError into Abort; no signal came: input ended early
+            _error(f"unexpected end of input: {exc.__context__ or 'EOF'}")
+            return errors.EX_DATAERR
+        return _signals.exit_code()
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
+        if _signals.received is not None:
+            return _signals.exit_code()
         exc.show()
         return errors.EX_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
     except errors.VecpipeError as exc:
+        if _signals.received is not None:  # the error came after (and likely from) the interruption
+            return _signals.exit_code()
         if _state["debug"]:
             import traceback
 
@@ -149,6 +261,8 @@ def main(argv=None) -> int:
         _error(str(exc))
         return exc.exit_code
     except OSError as exc:
+        if _signals.received is not None:
+            return _signals.exit_code()
         if _state["debug"]:
             import traceback
 
@@ -158,6 +272,8 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         import traceback
 
+        if _signals.received is not None:
+            return _signals.exit_code()
         if _state["debug"]:
             traceback.print_exc()
         else:

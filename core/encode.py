@@ -18,7 +18,9 @@ import orjson
 from .errors import DataError, NoInputError, UsageError
 from .progress import progress
 from .search import normalize_rows
-from .streams import NpyStreamWriter, display_name, open_input, open_output, read_numbered_records
+from .streams import (
+    NpyStreamWriter, display_name, is_npy, open_input, open_output, read_npy_stream, read_numbered_records,
+)
 
 log = logging.getLogger("vecpipe")
 
@@ -85,24 +87,21 @@ def load_calibration(path, encoder, opts: "EncodeOptions") -> np.ndarray:
     a text/JSONL file whose texts are encoded to find the ranges."""
     if path != "-" and not Path(path).is_file():
         raise NoInputError(f"{path}: no such file (--calibration)")
-    if str(path).endswith(".npy"):
-        from .models import error_gist
-
+    fh = open_input(path)
+    if is_npy(fh):
         try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, EOFError, OSError) as exc:
-            raise DataError(f"not a readable .npy array ({error_gist(exc)})", path) from None
+            blocks = list(read_npy_stream(fh, display_name(path)))
+        finally:
+            fh.close()
+        if not blocks:
+            raise DataError("no vectors to calibrate with", path)
+        arr = np.concatenate(blocks).astype(np.float32)
         width = min(opts.truncate_dim or encoder.dim, encoder.dim)
-        if arr.dtype.kind not in "fiu" or arr.ndim != 2 or arr.shape[0] < 1:
-            raise DataError(f"--calibration needs a 2-D numeric array, (2, dim) ranges or (n, dim) vectors, "
-                            f"not {arr.dtype} {arr.shape}", path)
         if arr.shape[1] != width:
             raise DataError(f"--calibration has {arr.shape[1]} columns, the vectors have {width}", path)
-        arr = arr.astype(np.float32)
         if not np.isfinite(arr).all():
             raise DataError("--calibration holds NaN or infinite values", path)
         return arr if arr.shape[0] == 2 else int8_ranges(arr)
-    fh = open_input(path)
     try:
         texts = [rec.get(opts.text_field) for _, rec in read_numbered_records(fh, display_name(path), text_field=opts.text_field)]
     finally:
@@ -142,13 +141,11 @@ def _windows(records, size: int):
         yield window
 
 
-def fingerprint(model_name: str, src, opts: EncodeOptions) -> dict:
-    """What must match for --resume to continue a partial output."""
-    info = {"model": model_name, "options": {k: v for k, v in asdict(opts).items() if k not in ("on_error", "max_batch")}}
-    if src not in (None, "-") and Path(src).is_file():
-        st = Path(src).stat()
-        info["input"] = {"path": str(Path(src).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    return info
+def fingerprint(model_name: str, opts: EncodeOptions) -> dict:
+    """The options that must match for --resume to continue a partial output.
+    The input is checked by its content (the job hashes the bytes read), not by
+    its name or date, so a stdin stream is checked as well as a file."""
+    return {"model": model_name, "options": {k: v for k, v in asdict(opts).items() if k not in ("on_error", "max_batch")}}
 
 
 def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resume=False, model_name="") -> EncodeStats:
@@ -200,13 +197,16 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
     fh = open_input(src)
     with contextlib.ExitStack() as stack:
         stack.callback(fh.close)
-        records = read_numbered_records(fh, name, text_field=opts.text_field, unicode_errors=opts.unicode_errors, on_bad=on_bad)
         job = None
         if output not in (None, "-") and not special:
             outputs = {"main": (output, "npy" if to_npy and str(output).endswith(".npy") else "bytes")}
             if ids_out:
                 outputs["ids"] = (ids_out, "bytes")
-            job = stack.enter_context(ResumableJob(outputs, resume=resume, fingerprint=fingerprint(model_name, src, opts)))
+            job = stack.enter_context(ResumableJob(outputs, resume=resume, fingerprint=fingerprint(model_name, opts)))
+        reader = job.track_input(fh) if job is not None and resume else fh
+        records = read_numbered_records(reader, name, text_field=opts.text_field, unicode_errors=opts.unicode_errors,
+                                        on_bad=on_bad)
+        if job is not None:
             main = job.parts["main"]
             writer = main.writer if main.kind == "npy" else (NpyStreamWriter(main.fh) if to_npy else main.fh)
             ids_fh = job.parts["ids"].fh if ids_out else None
@@ -221,6 +221,7 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
                     consumed += 1
                 if consumed < skip:
                     raise DataError(f"--resume: the input has only {consumed} records, {skip} were done before", name)
+                job.check_input(name)
                 stats.records = skip
                 log.info("resuming after %d records", skip)
         else:

@@ -12,7 +12,7 @@ import orjson
 from .errors import DataError, NoInputError, UsageError
 from .formats import is_vecdir, open_vecdir
 from .search import analogy, normalize_rows, topk
-from .streams import display_name, is_npy, open_input, read_npy_stream, read_numbered_records
+from .streams import display_name, is_npy, load_npy, open_input, read_npy_stream, read_numbered_records
 
 log = logging.getLogger("vecpipe")
 
@@ -82,7 +82,7 @@ def load_index(path, *, ids_path=None, id_field: str = "id", vector_field: str =
             raise UsageError(f"{path}: sparse vectors cannot be searched; convert to dense first")
         return Index(wv.vectors, wv.words, str(path))
     if p.suffix == ".npy":
-        vectors = np.load(p, mmap_mode="r", allow_pickle=False)
+        vectors = load_npy(p, mmap=True)
         if vectors.ndim != 2:
             raise DataError(f"expected a 2-D array, got shape {vectors.shape}", path)
         ids = read_ids(ids_path, id_field) if ids_path else list(range(vectors.shape[0]))

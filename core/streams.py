@@ -43,7 +43,9 @@ def _peekable(raw: IO[bytes]) -> io.BufferedReader:
 def open_input(path) -> io.BufferedReader:
     """Open a file or '-' (stdin) for binary reading, decompressing .bz2/.gz/.xz/.zip
     transparently. Compression is recognised by its magic bytes, not by the name, so
-    a compressed stream on stdin works too. The result supports peek()."""
+    a compressed stream on stdin works too. A leading UTF-8 byte-order mark is
+    dropped. A truncated or corrupt compressed stream raises DataError naming the
+    input when it is read. The result supports peek()."""
     name = display_name(path)
     if path in (None, "-"):
         raw = _peekable(sys.stdin.buffer)
@@ -59,20 +61,74 @@ def open_input(path) -> io.BufferedReader:
     head = raw.peek(8)[:8]
     kind = next((k for magic, k in _COMPRESSION_MAGIC.items() if head.startswith(magic)), None)
     if kind is None:
-        return raw
-    if kind == "bz2":
+        fh = raw
+    elif kind == "bz2":
         import bz2
 
-        return _peekable(bz2.BZ2File(raw))
-    if kind == "gz":
+        fh = _peekable(_Decompressed(bz2.BZ2File(raw), name, kind, raw))
+    elif kind == "gz":
         import gzip
 
-        return _peekable(gzip.GzipFile(fileobj=raw))
-    if kind == "xz":
+        fh = _peekable(_Decompressed(gzip.GzipFile(fileobj=raw), name, kind, raw))
+    elif kind == "xz":
         import lzma
 
-        return _peekable(lzma.LZMAFile(raw))
-    return _open_zip_member(raw, name)
+        fh = _peekable(_Decompressed(lzma.LZMAFile(raw), name, kind, raw))
+    else:
+        fh = _open_zip_member(raw, name)
+    skip_bom(fh)
+    return fh
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def skip_bom(fh: io.BufferedReader) -> None:
+    """Drop a UTF-8 byte-order mark at the current position (it is not text)."""
+    if fh.peek(3)[:3] == UTF8_BOM:
+        fh.read(3)
+
+
+def _decompress_errors() -> tuple:
+    import lzma
+    import zipfile
+    import zlib
+
+    return (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile)
+
+
+def _bad_compressed(exc: BaseException, name: str, kind: str) -> DataError:
+    return DataError(f"cannot read the {kind} data: {exc} (truncated or corrupt file?)", name)
+
+
+class _Decompressed(io.RawIOBase):
+    """A decompressing reader whose truncated or corrupt data is a DataError
+    naming the input (EOFError would otherwise pass for an interruption)."""
+
+    def __init__(self, stream, name: str, kind: str, *below):
+        self._stream, self._name, self._kind = stream, name, kind
+        self._below = below  # what the decompressor does not close itself
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        try:
+            return self._stream.readinto(b)
+        except OSError as exc:
+            if exc.errno is not None:  # a real I/O error of the file below
+                raise
+            raise _bad_compressed(exc, self._name, self._kind) from None
+        except _decompress_errors() as exc:
+            raise _bad_compressed(exc, self._name, self._kind) from None
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+            for fh in self._below:
+                fh.close()
+        finally:
+            super().close()
 
 
 def _open_zip_member(raw, name: str) -> io.BufferedReader:
@@ -81,12 +137,15 @@ def _open_zip_member(raw, name: str) -> io.BufferedReader:
     if not raw.seekable():
         # zip needs its central directory at the end of the file
         raw = io.BytesIO(raw.read())
-    zf = zipfile.ZipFile(raw)
+    try:
+        zf = zipfile.ZipFile(raw)
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise _bad_compressed(exc, name, "zip") from None
     members = [m for m in zf.infolist() if not m.is_dir()]
     if len(members) != 1:
         listed = ", ".join(m.filename for m in members[:5])
         raise DataError(f"zip archive holds {len(members)} files ({listed}); extract the one you want", name)
-    return _peekable(zf.open(members[0]))
+    return _peekable(_Decompressed(zf.open(members[0]), name, "zip", zf, raw))
 
 
 # ---------------------------------------------------------------- output files
@@ -169,8 +228,11 @@ def open_output(path, *, compress_by_suffix: bool = True):
 
 
 def iter_lines(fh: IO[bytes], name: str, *, unicode_errors: str = "strict") -> Iterator[tuple[int, str]]:
-    """(line number, text) for each line, without its line ending (LF or CRLF)."""
+    """(line number, text) for each line, without its line ending (LF or CRLF)
+    (and without a UTF-8 byte-order mark before the first)."""
     for n, raw in enumerate(fh, 1):
+        if n == 1:
+            raw = raw.removeprefix(UTF8_BOM)
         try:
             text = raw.decode("utf-8", unicode_errors)
         except UnicodeDecodeError as exc:
@@ -191,10 +253,12 @@ def read_numbered_records(fh: IO[bytes], name: str, *, text_field: str = "text",
                           on_bad=None) -> Iterator[tuple[int, dict]]:
     """(line number, record) pairs. `on_bad(DataError)` decides what a bad line
     does: raise it (the default) or return to skip the line."""
-    head = fh.peek(4096).lstrip()
+    head = fh.peek(4096).removeprefix(UTF8_BOM).lstrip()
     is_jsonl = head[:1] == b"{"
     n = 0
     for n, raw in enumerate(fh, 1):
+        if n == 1:
+            raw = raw.removeprefix(UTF8_BOM)
         try:
             line = raw.decode("utf-8", unicode_errors).rstrip("\r\n")
         except UnicodeDecodeError as exc:
@@ -245,15 +309,13 @@ def write_npy_block(out: IO[bytes], block: np.ndarray) -> None:
 def read_npy_stream(fh: io.BufferedReader, name: str) -> Iterator[np.ndarray]:
     """Yield each array of a stream of back-to-back .npy arrays until EOF.
 
-    Every block must be 2-D with the same width and dtype as the first."""
+    Every block must be 2-D with the same width and dtype as the first, of a
+    numeric dtype. A header that claims more rows than follow, or more than
+    memory holds, is bad data (DataError naming the input), not a crash."""
     first = None
     index = 0
-    reader = _PlainReader(fh)
     while fh.peek(1)[:1]:  # another block follows
-        try:
-            block = np.lib.format.read_array(reader, allow_pickle=False)
-        except ValueError as exc:
-            raise DataError(f"npy block {index + 1}: {exc}", name) from None
+        block = _read_npy_block(fh, name, index + 1)
         if block.ndim == 1:
             block = block.reshape(1, -1)
         if block.ndim != 2:
@@ -268,6 +330,66 @@ def read_npy_stream(fh: io.BufferedReader, name: str) -> Iterator[np.ndarray]:
             )
         index += 1
         yield block
+
+
+def _read_npy_header(fh, name: str, where: str):
+    """(shape, fortran order, dtype, number of items) of the .npy header at fh, checked:
+    a valid header of a numeric dtype, or DataError naming the input."""
+    fmt = np.lib.format
+    reader = _PlainReader(fh)
+    try:
+        version = fmt.read_magic(reader)
+        read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"unsupported .npy version {version[0]}.{version[1]}")
+        shape, fortran, dtype = read_header(reader)
+    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+        raise DataError(f"{where}not a valid .npy header ({exc})", name) from None
+    if any(dim < 0 for dim in shape):
+        raise DataError(f"{where}not a valid .npy header (shape {shape})", name)
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
+        raise DataError(f"{where}dtype {dtype} is not numeric (vectors are numbers)", name)
+    count = 1
+    for dim in shape:
+        count *= dim
+    return shape, fortran, dtype, count
+
+
+def load_npy(path, *, mmap: bool = False) -> np.ndarray:
+    """One .npy file (an index, calibration ranges), its header checked against
+    the file first: a numeric dtype and as many data bytes as the header claims,
+    else DataError naming the file (never a MemoryError or numpy's ValueError)."""
+    name = str(path)
+    with open(path, "rb") as fh:
+        shape, _, dtype, count = _read_npy_header(fh, name, "")
+        nbytes = count * dtype.itemsize
+        have = os.fstat(fh.fileno()).st_size - fh.tell()
+    if have < nbytes:
+        raise DataError(f"truncated: its header says {shape} ({nbytes:,} bytes) but only {have:,} bytes follow", name)
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def _read_npy_block(fh, name: str, number: int) -> np.ndarray:
+    """One .npy array from the stream, its header checked before any memory is
+    taken for it and its data read in pieces (a short stream is noticed, not
+    allocated for)."""
+    where = f"npy block {number}"
+    shape, fortran, dtype, count = _read_npy_header(fh, name, where + ": ")
+    nbytes = count * dtype.itemsize
+    try:
+        out = np.empty(count, dtype=dtype)
+    except (MemoryError, ValueError):
+        raise DataError(f"{where}: its header claims shape {shape} ({nbytes:,} bytes), more than memory holds "
+                        "(a corrupt header?)", name) from None
+    view = memoryview(out).cast("B")
+    got = 0
+    while got < nbytes:
+        n = fh.readinto(view[got: got + (64 << 20)])
+        if not n:
+            raise DataError(f"{where}: truncated: its header says {shape} ({nbytes:,} bytes) but only "
+                            f"{got:,} bytes follow", name)
+        got += n
+    return out.reshape(shape, order="F" if fortran else "C")
 
 
 class _PlainReader:

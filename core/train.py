@@ -313,6 +313,8 @@ def _scan_plain(path: str, bar) -> Corpus | None:
                 text = chunk.decode("utf-8")
             except UnicodeDecodeError:
                 return None
+            if not src.bytes and text.startswith("\ufeff"):
+                return None  # a byte-order mark gensim would read as text: the tokenized copy drops it
             if _NON_ASCII_SPACE.search(text):
                 log.debug("%s: non-ASCII whitespace; training on a tokenized copy", path)
                 return None

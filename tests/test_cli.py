@@ -155,7 +155,9 @@ def test_ctrl_c_exits_130_and_leaves_no_output(tmp_path, vec_file):
     proc.stdin.flush()
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)  # stdin stays open: an EOF must not race the signal
+    proc.stdin.close()
+    err = proc.stderr.read()
     assert proc.returncode == 130, err
     assert b"interrupted" in err and b"Traceback" not in err
     assert not out.exists()
