@@ -337,3 +337,14 @@ def test_an_unreachable_hub_endpoint_fails_within_the_timeout(dead_endpoint, hom
     assert isinstance(result.get("exc"), UnavailableError), result
     assert dead_endpoint in str(result["exc"]) and "offline?" in str(result["exc"])
     assert elapsed < 4.5, elapsed  # about the timeout, not the hub client's retries
+
+
+@pytest.mark.parametrize("names,message", [
+    (["t.twice", "t.twice"], "duplicate catalog name 't.twice'"),
+    (["t.case", "T.CASE"], "duplicate catalog name 'T.CASE'"),
+    (["SGNS.zhihu.word"], "differs from 'sgns.zhihu.word' only in case"),
+])
+def test_duplicate_or_case_colliding_names_are_refused(tmp_path, monkeypatch, invoke, names, message):
+    _catalog(tmp_path, monkeypatch, [{**GOOD, "name": n} for n in names])
+    r = invoke("fetch", "--list")
+    assert r.exit_code == 65 and message in r.stderr, r.output
