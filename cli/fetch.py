@@ -37,7 +37,7 @@ def _list(kind, language, corpus, as_json):
         return
     table = [("NAME", "KIND", "DIM", "FORMAT", "GET", "LOCAL")]
     for e in rows:
-        table.append((e.name, e.kind, str(e.dim or "-"), e.format, _source(e), "yes" if catalog.resolve_local(e) else "-"))
+        table.append((e.name, e.kind, catalog.dim_label(e), e.format, _source(e), "yes" if catalog.resolve_local(e) else "-"))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

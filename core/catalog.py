@@ -545,10 +545,18 @@ def manual_steps(e: Entry) -> list[str]:
     return lines
 
 
+def dim_label(e: Entry) -> str:
+    """The DIM shown for an entry: its dense size, "sparse" for sparse vectors
+    (one column per context feature: no fixed size), else "-"."""
+    if e.dim:
+        return str(e.dim)
+    return "sparse" if e.format == "sparse" else "-"
+
+
 def info_lines(e: Entry) -> list[str]:
     """`vecpipe fetch --info`: every field that has a value, then the local state."""
     rows = [("name", e.name), ("kind", e.kind), ("format", e.format), ("language", e.language),
-            ("corpus", e.corpus), ("dimensions", e.dim), ("method", e.method), ("context", e.context),
+            ("corpus", e.corpus), ("dimensions", dim_label(e) if dim_label(e) != "-" else None), ("method", e.method), ("context", e.context),
             ("hf_id", e.hf_id), ("revision", e.revision or ("(not pinned: main)" if e.on_hub else None)),
             ("query_instruction", e.query_instruction), ("file", None if e.on_hub else e.cache_filename),
             ("archive", e.archive), ("member", e.member), ("size", e.size), ("sha256", e.sha256 or "unknown"),
