@@ -664,6 +664,63 @@ def convert_entry(e: Entry, path: Path) -> Path:
 # ---------------------------------------------------------------- Hugging Face
 
 
+class _HubUnreachable(Exception):
+    """The hub endpoint gave no answer (refused, reset, timed out): not retried."""
+
+
+@contextlib.contextmanager
+def _hub_bounded(timeout: float):
+    """For the time of one fetch, huggingface_hub's HTTP client waits at most
+    `timeout` seconds on every request and does not retry a dead endpoint.
+    (Its client has no timeout, some calls pass none, and it retries network
+    errors five times with 1-8 s pauses: a closed port took 24 s whatever
+    --timeout said, one that never answers took for ever.) A transport puts the
+    timeout on every request and turns a network failure into _HubUnreachable,
+    which the hub client does not retry. Without the hooks this needs (another
+    huggingface_hub), only etag_timeout applies."""
+    try:
+        import httpx2
+        from huggingface_hub.utils import _http
+    except ImportError:
+        yield
+        return
+    hook = getattr(_http, "hf_request_event_hook", None)
+    if hook is None or not hasattr(_http, "set_client_factory"):
+        yield
+        return
+
+    class Bounded(httpx2.BaseTransport):
+        def __init__(self):
+            self.inner = httpx2.HTTPTransport()
+
+        def handle_request(self, request):
+            if request.url.path.endswith("/api/agent-harnesses"):
+                # a best-effort side request of huggingface_hub (it ignores its failure): not
+                # needed to fetch a model, and against a dead endpoint it costs one more timeout
+                raise _HubUnreachable("skipped")
+            request.extensions["timeout"] = httpx2.Timeout(timeout).as_dict()
+            try:
+                return self.inner.handle_request(request)
+            except (httpx2.TimeoutException, httpx2.NetworkError) as exc:
+                reason = f"no answer within {timeout:g}s" if isinstance(exc, httpx2.TimeoutException) \
+                    else (str(exc) or type(exc).__name__)
+                raise _HubUnreachable(reason) from None
+
+        def close(self):
+            self.inner.close()
+
+    def factory():
+        return httpx2.Client(event_hooks={"request": [hook]}, follow_redirects=True, timeout=timeout,
+                             transport=Bounded())
+
+    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", None) or _http.default_client_factory
+    _http.set_client_factory(factory)
+    try:
+        yield
+    finally:
+        _http.set_client_factory(previous)
+
+
 def fetch_hub(e: Entry, opts: FetchOptions) -> Path:
     """Download a model (or data set) snapshot into the standard Hugging Face
     cache at the catalog's pinned revision. HF_ENDPOINT (a mirror), HF_HOME /
@@ -698,7 +755,11 @@ def fetch_hub(e: Entry, opts: FetchOptions) -> Path:
     if not offline:
         _check_resolvable(endpoint or "https://huggingface.co", e.name)
     try:
-        path = Path(snapshot_download(**kwargs))
+        with _hub_bounded(opts.timeout):
+            path = Path(snapshot_download(**kwargs))
+    except _HubUnreachable as exc:
+        raise UnavailableError(f"{e.name}: cannot reach {endpoint or 'https://huggingface.co'} ({exc}); offline? "
+                               "HF_ENDPOINT selects a mirror") from None
     except Exception as exc:  # noqa: BLE001 - every failure of the hub client becomes one message
         top = type(exc).__module__.split(".")[0]
         if top not in ("huggingface_hub", "httpx", "requests", "urllib3", "httpcore") and not isinstance(exc, OSError):

@@ -336,7 +336,7 @@ def test_an_unreachable_hub_endpoint_fails_within_the_timeout(dead_endpoint, hom
     assert not t.is_alive(), "the hub fetch still runs after 30 s"
     assert isinstance(result.get("exc"), UnavailableError), result
     assert dead_endpoint in str(result["exc"]) and "offline?" in str(result["exc"])
-    assert elapsed < 4.5, elapsed  # about the timeout, not the hub client's retries
+    assert elapsed < 5, elapsed  # about the timeout (2 s), not the hub client's retries (24 s, or for ever)
 
 
 @pytest.mark.parametrize("names,message", [
