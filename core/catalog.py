@@ -192,7 +192,13 @@ def _choice(values):
 
 
 def _text_check(v):
-    return None if isinstance(v, str) else "must be a string"
+    """Free text, printed by --info: line breaks and tabs, no other control
+    characters (no terminal escape sequences from someone else's catalog)."""
+    if not isinstance(v, str):
+        return "must be a string"
+    if any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in v):
+        return "must not contain control characters"
+    return None
 
 
 def _one_line(v):

@@ -407,11 +407,13 @@ def _safe_member_path(root: Path, name: str, archive: str) -> Path:
     return target
 
 
-def check_archive(archive: Path, kind: str, root: Path) -> None:
+def check_archive(archive: Path, kind: str, root: Path) -> int:
     """Refuse an archive with members that would land outside `root` (absolute
-    paths, `..`, links pointing out) or that are devices/fifos."""
+    paths, `..`, links pointing out) or that are devices/fifos. Returns the
+    bytes its files unpack to (the extractors never write more than that)."""
     root = root.resolve()
     name = str(archive)
+    total = 0
     if kind == "zip":
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
@@ -419,11 +421,13 @@ def check_archive(archive: Path, kind: str, root: Path) -> None:
                 mode = info.external_attr >> 16
                 if stat.S_ISLNK(mode):
                     raise DataError(f"zip member {info.filename!r} is a symbolic link; refusing to extract", name)
-        return
+                total += info.file_size
+        return total
     try:
         with tarfile.open(archive, "r:*") as tf:
             for m in tf:
                 target = _safe_member_path(root, m.name, name)
+                total += m.size if m.isfile() else 0
                 if m.issym() or m.islnk():
                     link = m.linkname.replace("\\", "/")
                     if PurePosixPath(link).is_absolute():
@@ -437,6 +441,7 @@ def check_archive(archive: Path, kind: str, root: Path) -> None:
                     raise DataError(f"archive member {m.name!r} is a device or fifo; refusing to extract", name)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise DataError(f"not a complete tar archive ({exc}); truncated download?", name) from None
+    return total
 
 
 def safe_extract(archive: Path, kind: str, dest: Path) -> None:
@@ -445,7 +450,11 @@ def safe_extract(archive: Path, kind: str, dest: Path) -> None:
     dest = Path(dest)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        check_archive(archive, kind, tmp)
+        need = check_archive(archive, kind, tmp)
+        free = shutil.disk_usage(tmp).free
+        if need > free:
+            raise OutputError(f"{archive}: unpacks to {need} bytes but only {free} are free in {dest.parent}; "
+                              "nothing was extracted (the download is kept: free some space and fetch again)")
         if kind == "zip":
             with zipfile.ZipFile(archive) as zf:
                 try:

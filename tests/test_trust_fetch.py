@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import run_vecpipe
-from test_fetch import FAST, _Handler, _overlay, cache_files, home, random_bytes, server, sha  # noqa: F401 - fixtures
+from test_fetch import FAST, _Handler, _overlay, _tar_gz, cache_files, home, random_bytes, server, sha  # noqa: F401 - fixtures
 from vecpipe.core import catalog
 from vecpipe.core import download as dl
 from vecpipe.core.errors import UnavailableError
@@ -171,6 +171,25 @@ def test_a_content_length_other_than_the_declared_size_fails_before_the_body(hos
     assert cache_files(home) == []
 
 
+def test_an_archive_that_unpacks_beyond_the_free_space_is_not_extracted(server, home, monkeypatch):
+    import collections
+
+    data = _tar_gz({"pack/v.txt": b"a 1 2\n" * 2000})
+    server.files["/pack.tar.gz"] = data
+    e = dl.catalog.Entry(name="t.full-disk", kind="static", format="glove", urls=(server.base + "/pack.tar.gz",),
+                         archive="tar.gz", sha256=sha(data), size=len(data))
+    usage = collections.namedtuple("usage", "total used free")
+    real = dl.shutil.disk_usage
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: usage(10_000, 9_000, 1_000))
+    with pytest.raises(dl.OutputError, match="unpacks to 12000 bytes but only 1000 are free"):
+        dl.fetch_entry(e, FAST)
+    assert catalog.resolve_local(e) is None and not (home / "t.full-disk" / "files").exists()
+    monkeypatch.setattr(dl.shutil, "disk_usage", real)
+    path = dl.fetch_entry(e, FAST)  # space freed: the kept download is used, not downloaded again
+    assert path.read_bytes() == b"a 1 2\n" * 2000
+    assert server.hits("/pack.tar.gz") == [None, f"bytes={len(data)}-"]
+
+
 # ---------------------------------------------------------------- 4. catalog validation
 
 
@@ -200,6 +219,8 @@ GOOD = {"name": "t.ok", "kind": "dataset", "format": "text", "urls": ["https://e
     ({"notes": ["a"]}, "notes"),
     ({"member": "a/../../b", "archive": "zip"}, "member"),
     ({"query_instruction": 3}, "query_instruction"),
+    ({"notes": "see \x1b[2J\x1b[Hthis"}, "notes must not contain control characters"),
+    ({"manual": [{"site": "x", "url": "https://x/\x1b[31m"}]}, "manual"),
     ({"bogus": 1}, "unknown fields bogus"),
     ("not an object", "not an object"),
 ])
