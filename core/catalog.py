@@ -273,6 +273,8 @@ def _entry_from_dict(raw: dict, families: dict, origin: str) -> Entry:
     name = raw.get("name")
     where = f"entry {name!r}" if name else "an entry"
     family = raw.get("family")
+    if family is not None and not isinstance(family, str):
+        raise DataError(f"{where}: family must be the name of one of the \"families\"", origin)
     if family is not None and family not in families:
         raise DataError(f"{where}: family {family!r} is not defined in \"families\"", origin)
     merged = dict(families.get(family, {})) if family is not None else {}

@@ -215,6 +215,7 @@ GOOD = {"name": "t.ok", "kind": "dataset", "format": "text", "urls": ["https://e
     ({"hf_id": "../../x"}, "hf_id"),
     ({"hf_id": "org/m", "hf_repo_type": "space"}, "hf_repo_type"),
     ({"family": "no-such-family"}, "family"),
+    ({"family": ["chinese-word-vectors"]}, "family"),
     ({"language": 5}, "language"),
     ({"notes": ["a"]}, "notes"),
     ({"member": "a/../../b", "archive": "zip"}, "member"),
