@@ -673,18 +673,18 @@ def convert_entry(e: Entry, path: Path) -> Path:
 # ---------------------------------------------------------------- Hugging Face
 
 
-class _HubUnreachable(Exception):
+class HubUnreachable(Exception):
     """The hub endpoint gave no answer (refused, reset, timed out): not retried."""
 
 
 @contextlib.contextmanager
-def _hub_bounded(timeout: float):
+def bounded_hub_client(timeout: float):
     """For the time of one fetch, huggingface_hub's HTTP client waits at most
     `timeout` seconds on every request and does not retry a dead endpoint.
     (Its client has no timeout, some calls pass none, and it retries network
     errors five times with 1-8 s pauses: a closed port took 24 s whatever
     --timeout said, one that never answers took for ever.) A transport puts the
-    timeout on every request and turns a network failure into _HubUnreachable,
+    timeout on every request and turns a network failure into HubUnreachable,
     which the hub client does not retry. Without the hooks this needs (another
     huggingface_hub), only etag_timeout applies."""
     try:
@@ -706,14 +706,14 @@ def _hub_bounded(timeout: float):
             if request.url.path.endswith("/api/agent-harnesses"):
                 # a best-effort side request of huggingface_hub (it ignores its failure): not
                 # needed to fetch a model, and against a dead endpoint it costs one more timeout
-                raise _HubUnreachable("skipped")
+                raise HubUnreachable("skipped")
             request.extensions["timeout"] = httpx2.Timeout(timeout).as_dict()
             try:
                 return self.inner.handle_request(request)
             except (httpx2.TimeoutException, httpx2.NetworkError) as exc:
                 reason = f"no answer within {timeout:g}s" if isinstance(exc, httpx2.TimeoutException) \
                     else (str(exc) or type(exc).__name__)
-                raise _HubUnreachable(reason) from None
+                raise HubUnreachable(reason) from None
 
         def close(self):
             self.inner.close()
@@ -764,9 +764,9 @@ def fetch_hub(e: Entry, opts: FetchOptions) -> Path:
     if not offline:
         _check_resolvable(endpoint or "https://huggingface.co", e.name)
     try:
-        with _hub_bounded(opts.timeout):
+        with bounded_hub_client(opts.timeout):
             path = Path(snapshot_download(**kwargs))
-    except _HubUnreachable as exc:
+    except HubUnreachable as exc:
         raise UnavailableError(f"{e.name}: cannot reach {endpoint or 'https://huggingface.co'} ({exc}); offline? "
                                "HF_ENDPOINT selects a mirror") from None
     except Exception as exc:  # noqa: BLE001 - every failure of the hub client becomes one message

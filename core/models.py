@@ -198,11 +198,18 @@ class TransformerEncoder:
             transformers.utils.logging.disable_progress_bar()
         from sentence_transformers import SentenceTransformer
 
+        from .download import FetchOptions, HubUnreachable, bounded_hub_client
+
         try:
-            model = SentenceTransformer(
-                str(location), device=device, trust_remote_code=trust_remote_code,
-                local_files_only=not allow_download and not Path(str(location)).exists(),
-            )
+            with bounded_hub_client(FetchOptions.timeout):  # a dead hub endpoint: one timeout, no retries
+                model = SentenceTransformer(
+                    str(location), device=device, trust_remote_code=trust_remote_code,
+                    local_files_only=not allow_download and not Path(str(location)).exists(),
+                )
+        except HubUnreachable as exc:
+            raise UnavailableError(f"cannot download {location}: the Hugging Face hub "
+                                   f"({os.environ.get('HF_ENDPOINT') or 'https://huggingface.co'}) does not answer "
+                                   f"({exc}); offline? HF_ENDPOINT selects a mirror") from None
         except OSError as exc:
             raise UnavailableError(
                 f"cannot load {location}: not in the local Hugging Face cache "

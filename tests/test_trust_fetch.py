@@ -370,3 +370,23 @@ def test_duplicate_or_case_colliding_names_are_refused(tmp_path, monkeypatch, in
     _catalog(tmp_path, monkeypatch, [{**GOOD, "name": n} for n in names])
     r = invoke("fetch", "--list")
     assert r.exit_code == 65 and message in r.stderr, r.output
+
+
+@pytest.mark.parametrize("dead_endpoint", ["closed"], indirect=True)
+def test_encode_fetch_from_an_unreachable_hub_fails_fast_with_69(dead_endpoint, tmp_path, monkeypatch):
+    """`-m ORG/NAME --fetch` downloads through sentence-transformers: the same bound applies."""
+    import huggingface_hub.constants
+    import sentence_transformers  # noqa: F401 - imported before the clock starts
+
+    from vecpipe.core.models import load_model
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", dead_endpoint)
+    monkeypatch.setenv("HF_ENDPOINT", dead_endpoint)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    t0 = time.monotonic()
+    with pytest.raises(UnavailableError, match="offline\\?"):
+        load_model("no-such-org/no-such-model", allow_download=True, device="cpu")
+    assert time.monotonic() - t0 < 20  # the hub client's own retries: 24 s and more
