@@ -37,7 +37,7 @@ def _list(kind, language, corpus, as_json):
         return
     table = [("NAME", "KIND", "DIM", "FORMAT", "GET", "LOCAL")]
     for e in rows:
-        table.append((e.name, e.kind, str(e.dim or "-"), e.format, _source(e), "yes" if catalog.resolve_local(e) else "-"))
+        table.append((e.name, e.kind, catalog.dim_label(e), e.format, _source(e), "yes" if catalog.resolve_local(e) else "-"))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -61,8 +61,13 @@ def _list(kind, language, corpus, as_json):
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds to wait on the network before a try counts as failed.")
 @click.option("--retries", type=click.IntRange(min=0), default=4, show_default=True,
-              help="Retries per mirror after a failure, waiting 1s, 2s, 4s... in between.")
-def fetch(names, list_, info, as_json, kind, language, corpus, convert, from_file, allow_http, timeout, retries):
+              help="Retries per mirror after tries that brought no new byte, waiting 1s, 2s, 4s... in between "
+                   "(a try that got further resets the count; 5 x (N+1) tries at most). Exit 69 when used up.")
+@click.option("--max-time", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="Give up fetching a NAME after this many seconds in all (exit 69; a partial download is kept "
+                   "and resumed next time). Default: no limit.")
+def fetch(names, list_, info, as_json, kind, language, corpus, convert, from_file, allow_http, timeout, retries,
+          max_time):
     """Download catalog models and data into the cache, verified.
 
     Prints the local path of each NAME on stdout, one per line, so
@@ -120,7 +125,7 @@ def fetch(names, list_, info, as_json, kind, language, corpus, convert, from_fil
 
     from vecpipe.core.download import FetchOptions, fetch as fetch_one
 
-    opts = FetchOptions(allow_http=allow_http, timeout=timeout, retries=retries)
+    opts = FetchOptions(allow_http=allow_http, timeout=timeout, retries=retries, max_time=max_time)
     for e in entries:
         path = fetch_one(e, opts, convert=convert, from_file=from_file)
         click.echo(str(path))

@@ -60,8 +60,9 @@ HF_IGNORE = ["*.h5", "*.msgpack", "*.ot", "tf_model*", "flax_model*", "rust_mode
 class FetchOptions:
     allow_http: bool = False
     timeout: float = 30.0      # seconds, per socket operation
-    retries: int = 4           # per mirror, after the first try (progress resets the count)
+    retries: int = 4           # per mirror, tries in a row that bring no new byte (beyond the best offset yet)
     backoff: float = 1.0       # seconds before the first retry; doubles each time, at most 60
+    max_time: float | None = None  # seconds for the whole fetch of one entry (None: no limit)
     offline: bool | None = None  # None: $VECPIPE_OFFLINE decides
 
 
@@ -79,10 +80,10 @@ def is_offline(opts: FetchOptions) -> bool:
 class _Retry(Exception):
     """A transient failure: try the same URL again after a pause."""
 
-    def __init__(self, reason: str, progressed: bool = False, network: bool = False):
+    def __init__(self, reason: str, network: bool = False, restarted: bool = False):
         super().__init__(reason)
-        self.progressed = progressed
         self.network = network  # the host could not be reached at all
+        self.restarted = restarted  # the server ignored Range: this try started again at byte 0
 
 
 class _Skip(Exception):
@@ -113,13 +114,13 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)  # keeps the Range header
 
 
-def _open(url: str, start: int, opts: FetchOptions):
+def _open(url: str, start: int, opts: FetchOptions, timeout: float):
     headers = {"User-Agent": f"vecpipe/{__version__}", "Accept-Encoding": "identity"}
     if start:
         headers["Range"] = f"bytes={start}-"
     req = urllib.request.Request(url, headers=headers)
     opener = urllib.request.build_opener(_RedirectHandler(opts.allow_http))
-    return opener.open(req, timeout=opts.timeout)
+    return opener.open(req, timeout=timeout)
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -144,12 +145,23 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _download_once(url: str, part: Path, opts: FetchOptions, desc: str) -> int:
-    """One request: resume `part` from its current size. Returns the final size
-    when the body is complete; raises _Retry or _Skip otherwise."""
+def _max_time_error(desc: str, opts: FetchOptions, part: Path) -> UnavailableError:
     have = part.stat().st_size if part.exists() else 0
+    kept = f"; the {have} bytes received are kept in {part}: run again to resume" if have else ""
+    return UnavailableError(f"{desc}: --max-time {opts.max_time:g}s reached{kept}")
+
+
+def _download_once(url: str, part: Path, opts: FetchOptions, desc: str, expected: int | None = None,
+                   deadline: float | None = None) -> int:
+    """One request: resume `part` from its current size. Returns the final size
+    when the body is complete; raises _Retry or _Skip otherwise. Never reads
+    more than `expected` bytes (the catalog's size), nor past `deadline`."""
+    have = part.stat().st_size if part.exists() else 0
+    timeout = opts.timeout
+    if deadline is not None:
+        timeout = max(min(timeout, deadline - time.monotonic()), 0.05)
     try:
-        resp = _open(url, have, opts)
+        resp = _open(url, have, opts, timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:
             _, total = _content_range(exc.headers.get("Content-Range"))
@@ -164,6 +176,7 @@ def _download_once(url: str, part: Path, opts: FetchOptions, desc: str) -> int:
         raise
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise _Retry(_describe(exc), network=True) from None
+    restarted = False
     with resp:
         status = getattr(resp, "status", 200)
         length = resp.headers.get("Content-Length")
@@ -180,55 +193,84 @@ def _download_once(url: str, part: Path, opts: FetchOptions, desc: str) -> int:
         else:
             if have:
                 log.info("%s: the server does not resume downloads; starting again", desc)
+                restarted = True
             have, mode, total = 0, "wb", length
+        if expected is not None and total is not None and total != expected:
+            _unlink(part)  # what is there belongs to another file
+            raise _Skip(f"the server announces {total} bytes, the catalog says {expected}")
+        limit = expected if expected is not None else total
         received = 0
         bar = progress(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
         try:
             with open(part, mode) as fh:
                 while True:
+                    # one byte past the limit is enough to know the body is too long
+                    want = CHUNK if limit is None else min(CHUNK, limit - have - received + 1)
                     try:
-                        chunk = resp.read(CHUNK)
+                        chunk = resp.read(want)
                     except (OSError, http.client.HTTPException) as exc:
-                        raise _Retry(f"connection lost: {_describe(exc)}", progressed=received > 0) from None
+                        raise _Retry(f"connection lost: {_describe(exc)}", restarted=restarted) from None
                     if not chunk:
                         break
                     fh.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+                    if limit is not None and have + received > limit:
+                        fh.close()
+                        _unlink(part)
+                        what = "the catalog declares" if expected is not None else "it announced"
+                        raise _Skip(f"the server sends more than the {limit} bytes {what}; stopped reading")
+                    if deadline is not None and time.monotonic() > deadline:
+                        fh.close()
+                        raise _max_time_error(desc, opts, part)
         except OSError as exc:
             raise OutputError(f"{part}: {exc.strerror or exc}") from None
         finally:
             bar.close()
     size = part.stat().st_size
     if total is not None and size < total:
-        raise _Retry(f"connection closed after {size} of {total} bytes", progressed=received > 0)
+        raise _Retry(f"connection closed after {size} of {total} bytes", restarted=restarted)
     if total is not None and size > total:
         part.unlink()
         raise _Retry(f"received {size} bytes but the server announced {total}; starting again")
     return size
 
 
-def download_url(url: str, part: Path, opts: FetchOptions, desc: str) -> int:
-    """Download one URL into `part`, resuming and retrying with backoff."""
+def download_url(url: str, part: Path, opts: FetchOptions, desc: str, expected: int | None = None,
+                 deadline: float | None = None) -> int:
+    """Download one URL into `part`, resuming and retrying with backoff. Bounded
+    whatever the server does: `opts.retries` tries in a row without a byte beyond
+    the furthest offset ever reached, 5 * (retries + 1) tries in all, and the deadline."""
     check_url(url, opts.allow_http)
-    failures = 0
+    best = part.stat().st_size if part.exists() else 0
+    failures, tries, max_tries = 0, 0, 5 * (opts.retries + 1)
     while True:
+        tries += 1
         try:
-            return _download_once(url, part, opts, desc)
+            return _download_once(url, part, opts, desc, expected, deadline)
         except _Retry as exc:
-            # a try that received data restarts the count: a slow, flaky link still finishes
-            failures = 1 if exc.progressed else failures + 1
-            if failures > opts.retries:
-                raise _Skip(str(exc), network=exc.network) from None
+            size = part.stat().st_size if part.exists() else 0
+            # only bytes beyond the best offset ever reached count as progress: a server
+            # that ignores Range and always hangs up at the same place makes none
+            failures = 1 if size > best else failures + 1
+            best = max(best, size)
+            if failures > opts.retries or tries >= max_tries:
+                hint = " (the server ignores Range requests: each try starts again at byte 0)" if exc.restarted else ""
+                raise _Skip(f"gave up after {tries} {'try' if tries == 1 else 'tries'}: {exc}{hint}",
+                            network=exc.network) from None
             pause = min(opts.backoff * (2 ** (failures - 1)), 60.0)
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                raise _max_time_error(desc, opts, part) from None
             log.warning("%s: %s; retrying in %.1fs (%d/%d)", desc, exc, pause, failures, opts.retries)
             time.sleep(pause)
 
 
-def download(urls, part: Path, opts: FetchOptions, desc: str) -> str:
-    """Try each mirror in turn; returns the URL that delivered the file."""
+def download(urls, part: Path, opts: FetchOptions, desc: str, expected: int | None = None) -> str:
+    """Try each mirror in turn; returns the URL that delivered the file. Never
+    reads more than `expected` bytes (the catalog's size) from any of them."""
     if is_offline(opts):
         raise UnavailableError(f"{desc}: offline mode ($VECPIPE_OFFLINE is set) and it is not in the cache")
+    deadline = time.monotonic() + opts.max_time if opts.max_time else None
     usable = []
     for url in urls:
         scheme = urllib.parse.urlsplit(url).scheme.lower()
@@ -244,7 +286,7 @@ def download(urls, part: Path, opts: FetchOptions, desc: str) -> str:
     failures, unreachable = [], True
     for url in usable:
         try:
-            download_url(url, part, opts, desc)
+            download_url(url, part, opts, desc, expected, deadline)
             return url
         except _Skip as exc:
             failures.append(f"{url}: {exc}")
@@ -365,11 +407,13 @@ def _safe_member_path(root: Path, name: str, archive: str) -> Path:
     return target
 
 
-def check_archive(archive: Path, kind: str, root: Path) -> None:
+def check_archive(archive: Path, kind: str, root: Path) -> int:
     """Refuse an archive with members that would land outside `root` (absolute
-    paths, `..`, links pointing out) or that are devices/fifos."""
+    paths, `..`, links pointing out) or that are devices/fifos. Returns the
+    bytes its files unpack to (the extractors never write more than that)."""
     root = root.resolve()
     name = str(archive)
+    total = 0
     if kind == "zip":
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
@@ -377,11 +421,13 @@ def check_archive(archive: Path, kind: str, root: Path) -> None:
                 mode = info.external_attr >> 16
                 if stat.S_ISLNK(mode):
                     raise DataError(f"zip member {info.filename!r} is a symbolic link; refusing to extract", name)
-        return
+                total += info.file_size
+        return total
     try:
         with tarfile.open(archive, "r:*") as tf:
             for m in tf:
                 target = _safe_member_path(root, m.name, name)
+                total += m.size if m.isfile() else 0
                 if m.issym() or m.islnk():
                     link = m.linkname.replace("\\", "/")
                     if PurePosixPath(link).is_absolute():
@@ -395,6 +441,7 @@ def check_archive(archive: Path, kind: str, root: Path) -> None:
                     raise DataError(f"archive member {m.name!r} is a device or fifo; refusing to extract", name)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise DataError(f"not a complete tar archive ({exc}); truncated download?", name) from None
+    return total
 
 
 def safe_extract(archive: Path, kind: str, dest: Path) -> None:
@@ -403,7 +450,11 @@ def safe_extract(archive: Path, kind: str, dest: Path) -> None:
     dest = Path(dest)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        check_archive(archive, kind, tmp)
+        need = check_archive(archive, kind, tmp)
+        free = shutil.disk_usage(tmp).free
+        if need > free:
+            raise OutputError(f"{archive}: unpacks to {need} bytes but only {free} are free in {dest.parent}; "
+                              "nothing was extracted (the download is kept: free some space and fetch again)")
         if kind == "zip":
             with zipfile.ZipFile(archive) as zf:
                 try:
@@ -535,7 +586,7 @@ def fetch_entry(e: Entry, opts: FetchOptions | None = None) -> Path:
         if local is not None:
             return local
         part = folder / (filename + ".part")
-        url = download(e.urls, part, opts, e.name)
+        url = download(e.urls, part, opts, e.name, e.size)
         how = verify(e, part, "the download")
         if how == "none":
             log.warning("%s: no checksum is known for this file; it was taken as downloaded", e.name)
@@ -550,7 +601,8 @@ def fetch_entry(e: Entry, opts: FetchOptions | None = None) -> Path:
 def register_file(e: Entry, src, opts: FetchOptions | None = None) -> Path:
     """`--from FILE`: put a hand-downloaded file into the cache for entry `e`,
     checked against the catalog's sha256 when known. The original stays where
-    it is (hard-linked when possible, else copied)."""
+    it is; the cache gets a copy (never a link: a later edit of the original
+    must not change a verified cache file behind its manifest)."""
     src = Path(src)
     if e.on_hub:
         raise UsageError(f"{e.name} is a Hugging Face {e.hf_repo_type}: it lives in the Hugging Face cache; "
@@ -573,19 +625,22 @@ def register_file(e: Entry, src, opts: FetchOptions | None = None) -> Path:
         staging = folder / (filename + ".from")
         _unlink(staging)
         try:
-            os.link(src, staging)
-        except OSError:
-            shutil.copyfile(src, staging)
-        try:
-            how = verify(e, staging, f"the file {src}")
-        except DataError as exc:
-            hint = " (the checksum is of the file as published, e.g. still compressed)" if e.sha256 else ""
-            raise DataError(str(exc).replace("the partial file was deleted", f"{src} was left as it is") + hint) from None
-        if how == "none":
-            log.warning("%s: no checksum is known; %s registered as it is", e.name, src)
-        size = staging.stat().st_size
-        sha = e.sha256 or sha256_file(staging, e.name)
-        path = _install(e, staging, filename, url=f"file://{src.resolve()}", sha256=sha, size=size, verified=how)
+            try:
+                shutil.copyfile(src, staging)
+            except OSError as exc:
+                raise OutputError(f"{staging}: cannot copy {src} into the cache ({exc.strerror or exc})") from None
+            try:
+                how = verify(e, staging, f"the file {src}")
+            except DataError as exc:
+                hint = " (the checksum is of the file as published, e.g. still compressed)" if e.sha256 else ""
+                raise DataError(str(exc).replace("the partial file was deleted", f"{src} was left as it is") + hint) from None
+            if how == "none":
+                log.warning("%s: no checksum is known; %s registered as it is", e.name, src)
+            size = staging.stat().st_size
+            sha = e.sha256 or sha256_file(staging, e.name)
+            path = _install(e, staging, filename, url=f"file://{src.resolve()}", sha256=sha, size=size, verified=how)
+        finally:
+            _unlink(staging)  # gone on success (moved or extracted); never left behind on failure
     log.info("%s: registered %s as %s", e.name, src, path)
     return path
 
@@ -616,6 +671,63 @@ def convert_entry(e: Entry, path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- Hugging Face
+
+
+class HubUnreachable(Exception):
+    """The hub endpoint gave no answer (refused, reset, timed out): not retried."""
+
+
+@contextlib.contextmanager
+def bounded_hub_client(timeout: float):
+    """For the time of one fetch, huggingface_hub's HTTP client waits at most
+    `timeout` seconds on every request and does not retry a dead endpoint.
+    (Its client has no timeout, some calls pass none, and it retries network
+    errors five times with 1-8 s pauses: a closed port took 24 s whatever
+    --timeout said, one that never answers took for ever.) A transport puts the
+    timeout on every request and turns a network failure into HubUnreachable,
+    which the hub client does not retry. Without the hooks this needs (another
+    huggingface_hub), only etag_timeout applies."""
+    try:
+        import httpx2
+        from huggingface_hub.utils import _http
+    except ImportError:
+        yield
+        return
+    hook = getattr(_http, "hf_request_event_hook", None)
+    if hook is None or not hasattr(_http, "set_client_factory"):
+        yield
+        return
+
+    class Bounded(httpx2.BaseTransport):
+        def __init__(self):
+            self.inner = httpx2.HTTPTransport()
+
+        def handle_request(self, request):
+            if request.url.path.endswith("/api/agent-harnesses"):
+                # a best-effort side request of huggingface_hub (it ignores its failure): not
+                # needed to fetch a model, and against a dead endpoint it costs one more timeout
+                raise HubUnreachable("skipped")
+            request.extensions["timeout"] = httpx2.Timeout(timeout).as_dict()
+            try:
+                return self.inner.handle_request(request)
+            except (httpx2.TimeoutException, httpx2.NetworkError) as exc:
+                reason = f"no answer within {timeout:g}s" if isinstance(exc, httpx2.TimeoutException) \
+                    else (str(exc) or type(exc).__name__)
+                raise HubUnreachable(reason) from None
+
+        def close(self):
+            self.inner.close()
+
+    def factory():
+        return httpx2.Client(event_hooks={"request": [hook]}, follow_redirects=True, timeout=timeout,
+                             transport=Bounded())
+
+    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", None) or _http.default_client_factory
+    _http.set_client_factory(factory)
+    try:
+        yield
+    finally:
+        _http.set_client_factory(previous)
 
 
 def fetch_hub(e: Entry, opts: FetchOptions) -> Path:
@@ -652,7 +764,11 @@ def fetch_hub(e: Entry, opts: FetchOptions) -> Path:
     if not offline:
         _check_resolvable(endpoint or "https://huggingface.co", e.name)
     try:
-        path = Path(snapshot_download(**kwargs))
+        with bounded_hub_client(opts.timeout):
+            path = Path(snapshot_download(**kwargs))
+    except HubUnreachable as exc:
+        raise UnavailableError(f"{e.name}: cannot reach {endpoint or 'https://huggingface.co'} ({exc}); offline? "
+                               "HF_ENDPOINT selects a mirror") from None
     except Exception as exc:  # noqa: BLE001 - every failure of the hub client becomes one message
         top = type(exc).__module__.split(".")[0]
         if top not in ("huggingface_hub", "httpx", "requests", "urllib3", "httpcore") and not isinstance(exc, OSError):

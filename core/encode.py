@@ -96,6 +96,9 @@ def load_calibration(path, encoder, opts: "EncodeOptions") -> np.ndarray:
         if not blocks:
             raise DataError("no vectors to calibrate with", path)
         arr = np.concatenate(blocks).astype(np.float32)
+        if arr.shape[0] < 2:
+            raise DataError("--calibration needs (2, dim) ranges or (n, dim) sample vectors, n >= 2; "
+                            f"got {arr.shape[0]} row", path)
         width = min(opts.truncate_dim or encoder.dim, encoder.dim)
         if arr.shape[1] != width:
             raise DataError(f"--calibration has {arr.shape[1]} columns, the vectors have {width}", path)

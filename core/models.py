@@ -252,14 +252,21 @@ class TransformerEncoder:
             transformers.utils.logging.disable_progress_bar()
         from sentence_transformers import SentenceTransformer
 
+        from .download import FetchOptions, HubUnreachable, bounded_hub_client
+
         local = Path(str(location)).exists()
         try:
-            model = SentenceTransformer(
-                str(location), device=device, trust_remote_code=trust_remote_code,
-                local_files_only=not allow_download and not local,
-            )
+            with bounded_hub_client(FetchOptions.timeout):  # a dead hub endpoint: one timeout, no retries
+                model = SentenceTransformer(
+                    str(location), device=device, trust_remote_code=trust_remote_code,
+                    local_files_only=not allow_download and not local,
+                )
         except MemoryError:
             raise
+        except HubUnreachable as exc:
+            raise UnavailableError(f"cannot download {location}: the Hugging Face hub "
+                                   f"({os.environ.get('HF_ENDPOINT') or 'https://huggingface.co'}) does not answer "
+                                   f"({exc}); offline? HF_ENDPOINT selects a mirror") from None
         except Exception as exc:  # noqa: BLE001 - every library error at load time becomes one line
             raise load_error(location, exc, local=local, allow_download=allow_download) from None
         if torch_dtype is not None and device != "cpu":
