@@ -2,6 +2,7 @@
 the one place where exceptions become messages and exit codes."""
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
@@ -94,8 +95,9 @@ def cli(verbose, quiet, debug):
 
     Exit codes: 0 ok (also when the reader of stdout goes away, as with
     `| head`), 64 usage, 65 bad input data, 66 missing input, 69 unavailable,
-    70 internal error, 74 I/O error, 75 output locked by another run (try
-    again later), 130 interrupted.
+    70 internal error, 73 cannot create (an output would replace a folder or
+    file vecpipe did not make), 74 I/O error, 75 output locked by another run
+    (try again later), 130 interrupted.
     """
     _state["debug"] = debug or bool(os.environ.get("VECPIPE_DEBUG"))
     _configure_logging(verbose, quiet)
@@ -149,6 +151,9 @@ def main(argv=None) -> int:
         _error(str(exc))
         return exc.exit_code
     except OSError as exc:
+        if exc.errno == errno.EPIPE:  # a closed pipe that was not raised as BrokenPipeError
+            _quiet_stdout()
+            return 0
         if _state["debug"]:
             import traceback
 

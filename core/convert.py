@@ -11,7 +11,7 @@ from .. import __version__
 from .errors import UsageError
 from .formats import ReadStats, WordVectors, canonical_format, read_vectors, write_vectors
 from .search import normalize_rows
-from .streams import display_name, iter_lines, open_input
+from .streams import display_name, is_special_output, iter_lines, open_input
 
 log = logging.getLogger("vecpipe")
 
@@ -32,10 +32,11 @@ class ConvertOptions:
 
 
 def output_format_for(path, explicit: str | None) -> str:
-    """--to wins; else the output name decides; else word2vec text (for stdout)."""
+    """--to wins; else the output name decides; else word2vec text (for stdout,
+    and for a device or FIFO such as /dev/null, where no folder can go)."""
     if explicit:
         return canonical_format(explicit)
-    if path in (None, "-"):
+    if path in (None, "-") or is_special_output(path):
         return "word2vec"
     name = str(path).lower()
     for suffix in (".gz", ".bz2", ".xz"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,10 @@ import orjson
 from .errors import DataError, UsageError
 from .progress import progress
 from .search import normalize_rows
-from .streams import NpyStreamWriter, display_name, open_input, open_output, read_numbered_records
+from .streams import (
+    NpyStreamWriter, atomic_path, check_output, display_name, is_special_output, lock_output, make_parents, open_input,
+    open_output, read_numbered_records,
+)
 
 log = logging.getLogger("vecpipe")
 
@@ -176,9 +180,13 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             yield n, rec, text
 
     to_npy = opts.to == "npy"
+    ranges_target = None
+    if opts.precision == "int8":
+        ranges_target = opts.ranges_out or (f"{output}.ranges.npy" if output not in (None, "-") and not special else None)
     started = time.perf_counter()
-    fh = open_input(src)
     with contextlib.ExitStack() as stack:
+        _prepare_side_outputs(stack, None if special else output, ids_out, ranges_target)
+        fh = open_input(src)
         stack.callback(fh.close)
         records = read_numbered_records(fh, name, text_field=opts.text_field, unicode_errors=opts.unicode_errors, on_bad=on_bad)
         job = None
@@ -229,19 +237,31 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             bar.update(len(window))
             if job is not None and resume:  # durable progress only matters to a later --resume
                 job.checkpoint(consumed_total + counted.n, {"ranges": ranges.tolist()} if ranges is not None else {})
-        if job is not None:
-            if isinstance(writer, NpyStreamWriter):
-                writer.close()
-            job.finish()
-        elif to_npy:
+        if isinstance(writer, NpyStreamWriter):
             writer.close()
-    if ranges is not None:
-        target = opts.ranges_out or (f"{output}.ranges.npy" if output not in (None, "-") else None)
-        if target:
-            np.save(target, ranges)
-            log.info("int8 ranges saved to %s (pass it as --calibration to encode more rows comparably)", target)
+        if ranges is not None and ranges_target:  # side outputs are committed before the main one
+            with atomic_path(ranges_target) as tmp, open(tmp, "wb") as ranges_fh:
+                np.save(ranges_fh, ranges)
+            log.info("int8 ranges saved to %s (pass it as --calibration to encode more rows comparably)", ranges_target)
+        if job is not None:
+            job.finish()  # the ids, then the main output last
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _prepare_side_outputs(stack: contextlib.ExitStack, output, ids_out, ranges_target) -> None:
+    """Before anything is read: the outputs of one run are distinct, none would
+    replace a folder (73), their folders exist, and the side outputs are locked
+    for the whole run (75; the main output's lock is the resumable job's)."""
+    paths = [p for p in (output, ids_out, ranges_target) if p not in (None, "-") and not is_special_output(p)]
+    real = [os.path.realpath(p) for p in paths]
+    if len(set(real)) < len(real):
+        raise UsageError("-o, --ids-out and --ranges-out name the same file; give each its own")
+    for path in paths:
+        check_output(path)
+        make_parents(path)
+    for path in (ids_out, ranges_target):
+        stack.enter_context(lock_output(path))
 
 
 class _Counter:

@@ -583,6 +583,24 @@ def _check_vocab_words(words: Iterable[str], fmt: str) -> None:
             raise DataError(f"word {i + 1} ({w!r}) is empty or holds a line break; {fmt} cannot store it")
 
 
+VECDIR_FILES = ("vectors.npy", "vectors.npz", "counts.npy", "vocab.txt", "meta.json")
+
+
+def vecdir_replaceable(folder: Path) -> str | None:
+    """None if `folder` is a vecdir made by vecpipe holding only its own files
+    (a new vecdir may replace it), else why not."""
+    try:
+        made_by_vecpipe = orjson.loads((folder / "meta.json").read_bytes()).get("format") == VECDIR_FORMAT
+    except (OSError, ValueError, AttributeError):
+        made_by_vecpipe = False
+    if not made_by_vecpipe:
+        return "the folder exists and is not a vecdir made by vecpipe (no meta.json of vecpipe's)"
+    others = sorted(p.name for p in folder.iterdir() if p.name not in VECDIR_FILES)
+    if others:
+        return f"the vecdir also holds {', '.join(others[:3])}, which vecpipe did not write"
+    return None
+
+
 def save_vecdir(wv: WordVectors, path, meta: dict | None = None) -> None:
     _check_vocab_words(wv.words, "vecdir")
     info = {
@@ -594,7 +612,7 @@ def save_vecdir(wv: WordVectors, path, meta: dict | None = None) -> None:
         "sparse": wv.is_sparse,
         **(meta or {}),
     }
-    with atomic_path(path) as tmp:
+    with atomic_path(path, folder=True, replaceable=vecdir_replaceable) as tmp:
         tmp.mkdir()
         if wv.is_sparse:
             from scipy import sparse

@@ -14,8 +14,8 @@ import json
 import os
 from pathlib import Path
 
-from .errors import LockedError, OutputError, UsageError
-from .streams import NpyFileWriter
+from .errors import OutputError, UsageError
+from .streams import NpyFileWriter, acquire_lock
 
 
 class _Part:
@@ -113,7 +113,7 @@ class ResumableJob:
             part.fh.flush()
             os.fsync(part.fh.fileno())
             part.fh.close()
-        for part in self.parts.values():
+        for part in reversed(self.parts.values()):  # the main output (the first) last
             os.replace(part.partial, part.final)
         with contextlib.suppress(FileNotFoundError):
             self.state_path.unlink()
@@ -136,22 +136,7 @@ class ResumableJob:
             self.state_path.unlink()
 
     def _lock(self):
-        import fcntl
-
-        fh = open(self.lock_path, "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            target = next(iter(self.parts.values())).final
-            raise LockedError(f"{target} is being written by another vecpipe run (pid {holder}); try again later") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._lock_fh = fh
+        self._lock_fh = acquire_lock(self.lock_path, next(iter(self.parts.values())).final)
 
     def _unlock(self):
         if self._lock_fh is not None:

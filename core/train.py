@@ -40,7 +40,7 @@ import numpy as np
 from .. import __version__
 from .convert import output_format_for
 from .errors import DataError, NoInputError, UsageError
-from .formats import WordVectors, write_vectors
+from .formats import WordVectors, vecdir_replaceable, write_vectors
 from .progress import progress
 from .streams import atomic_path, display_name, open_input
 from .segment import make_tokenizer
@@ -846,9 +846,11 @@ def train_to_files(
         raise UsageError("the vectors already go to stdout: give --context-vectors a file name")
     with contextlib.ExitStack() as stack:
         tmp_paths = {}
-        for key, path in (("vectors", output), ("contexts", context_output), ("bin", fasttext_bin)):
+        for key, path, path_fmt in (("vectors", output, fmt), ("contexts", context_output, ctx_fmt), ("bin", fasttext_bin, None)):
             if path not in (None, "-"):
-                tmp_paths[key] = stack.enter_context(atomic_path(path, suffix=Path(path).suffix))
+                folder = path_fmt == "vecdir"
+                tmp_paths[key] = stack.enter_context(atomic_path(
+                    path, suffix=Path(path).suffix, folder=folder, replaceable=vecdir_replaceable if folder else None))
         result = train(inputs, opts, add_words=add_words, tmpdir=tmpdir)
         t = time.perf_counter()
         meta = result.meta()
