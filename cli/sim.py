@@ -58,7 +58,9 @@ def sim(src, output, fields, metric, left, right, matrix, stats, plot, prompt, n
     from vecpipe.core.similarity import (
         SimStats, distribution, matrix_scores, pair_scores, plot_distribution, read_pairs, score_pairs,
     )
-    from vecpipe.core.streams import atomic_path, open_input, open_output, read_npy_stream, read_records
+    from vecpipe.core.streams import (
+        atomic_path, open_input, open_output, read_npy_stream, read_records, write_npy_block,
+    )
 
     dumps = lambda rec: orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)  # noqa: E731
     scores_seen = []
@@ -86,7 +88,7 @@ def sim(src, output, fields, metric, left, right, matrix, stats, plot, prompt, n
             scores_seen = m[np.triu_indices(len(m), 1)].tolist()
             if output and str(output).endswith(".npy"):
                 with atomic_path(output) as tmp, open(tmp, "wb") as fh_out:
-                    np.save(fh_out, m)
+                    write_npy_block(fh_out, m)
             else:
                 with open_output(output) as out:
                     for rec, row in zip(records, m):

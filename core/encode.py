@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,8 +19,8 @@ from .errors import DataError, UsageError
 from .progress import progress
 from .search import normalize_rows
 from .streams import (
-    NpyStreamWriter, atomic_path, check_output, display_name, is_special_output, lock_output, make_parents, open_input,
-    open_output, read_numbered_records,
+    NpyStreamWriter, atomic_path, check_distinct, check_output, display_name, is_special_output, lock_output, make_parents, open_input,
+    open_output, read_numbered_records, write_npy_block,
 )
 
 log = logging.getLogger("vecpipe")
@@ -241,7 +240,7 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             writer.close()
         if ranges is not None and ranges_target:  # side outputs are committed before the main one
             with atomic_path(ranges_target) as tmp, open(tmp, "wb") as ranges_fh:
-                np.save(ranges_fh, ranges)
+                write_npy_block(ranges_fh, ranges)
             log.info("int8 ranges saved to %s (pass it as --calibration to encode more rows comparably)", ranges_target)
         if job is not None:
             job.finish()  # the ids, then the main output last
@@ -253,13 +252,11 @@ def _prepare_side_outputs(stack: contextlib.ExitStack, output, ids_out, ranges_t
     """Before anything is read: the outputs of one run are distinct, none would
     replace a folder (73), their folders exist, and the side outputs are locked
     for the whole run (75; the main output's lock is the resumable job's)."""
-    paths = [p for p in (output, ids_out, ranges_target) if p not in (None, "-") and not is_special_output(p)]
-    real = [os.path.realpath(p) for p in paths]
-    if len(set(real)) < len(real):
-        raise UsageError("-o, --ids-out and --ranges-out name the same file; give each its own")
-    for path in paths:
-        check_output(path)
-        make_parents(path)
+    check_distinct({"-o": output, "--ids-out": ids_out, "--ranges-out": ranges_target})
+    for path in (output, ids_out, ranges_target):
+        if path not in (None, "-") and not is_special_output(path):
+            check_output(path)
+            make_parents(path)
     for path in (ids_out, ranges_target):
         stack.enter_context(lock_output(path))
 

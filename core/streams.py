@@ -131,6 +131,19 @@ def check_output(path, *, folder: bool = False, replaceable=None) -> None:
         raise CannotCreateError(f"{path}: {why}; vecpipe will not replace it (remove it or pick another name)")
 
 
+def check_distinct(outputs: dict) -> None:
+    """The outputs of one run ({option: path}) must be distinct files (UsageError);
+    stdout and devices such as /dev/null may repeat."""
+    seen: dict[str, str] = {}
+    for option, path in outputs.items():
+        if path in (None, "-") or is_special_output(path):
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise UsageError(f"{seen[real]} and {option} name the same file ({path}); give each its own")
+        seen[real] = option
+
+
 def make_parents(path) -> list[Path]:
     """Make the missing folders above an output (as mkdir -p); returns those it
     made, outermost first, so a failed run can remove exactly those."""

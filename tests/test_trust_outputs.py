@@ -223,10 +223,16 @@ def test_every_command_locks_its_output(invoke, tmp_path, args):
     assert not out.exists()
 
 
-def test_two_outputs_of_one_run_must_differ(invoke, tmp_path, sentences):
+def test_two_outputs_of_one_run_must_differ(invoke, tmp_path, sentences, corpus):
     out = tmp_path / "v.npy"
     r = invoke("encode", "-m", ZH, sentences, "-o", out, "--ids-out", out)
-    assert r.exit_code == 64 and "the same file" in r.output
+    assert r.exit_code == 64 and f"-o and --ids-out name the same file ({out})" in r.output
+    r = invoke("encode", "-m", ZH, sentences, "-o", out, "--precision", "int8", "--ranges-out", out)
+    assert r.exit_code == 64 and "-o and --ranges-out name the same file" in r.output
+    vec = tmp_path / "w.vecdir"
+    r = invoke("train-w2v", corpus, "--epochs", "1", "--dim", "4", "-o", vec, "--context-vectors", vec)
+    assert r.exit_code == 64 and "-o and --context-vectors name the same file" in r.output
+    assert not out.exists() and not vec.exists()
 
 
 @pytest.mark.parametrize("interrupt_at", ["ids", "ranges"])
