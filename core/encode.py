@@ -20,7 +20,7 @@ from .progress import progress
 from .search import normalize_rows
 from .streams import (
     NpyStreamWriter, atomic_path, check_distinct, check_output, display_name, is_special_output, lock_output, make_parents, open_input,
-    open_output, read_numbered_records, write_npy_block,
+    open_output, read_numbered_records, remove_made, write_npy_block,
 )
 
 log = logging.getLogger("vecpipe")
@@ -256,7 +256,8 @@ def _prepare_side_outputs(stack: contextlib.ExitStack, output, ids_out, ranges_t
     for path in (output, ids_out, ranges_target):
         if path not in (None, "-") and not is_special_output(path):
             check_output(path)
-            make_parents(path)
+            made = make_parents(path)
+            stack.push(lambda failed, *_, made=made: remove_made(made) if failed else None)  # a failed run
     for path in (ids_out, ranges_target):
         stack.enter_context(lock_output(path))
 

@@ -158,10 +158,10 @@ def make_parents(path) -> list[Path]:
             folder.mkdir()
         except FileExistsError:
             if not folder.is_dir():
-                _remove_made(made)
+                remove_made(made)
                 raise CannotCreateError(f"{path}: cannot create it: {folder} is not a folder") from None
         except OSError as exc:
-            _remove_made(made)
+            remove_made(made)
             raise CannotCreateError(f"{path}: cannot create the folder {folder}: {exc.strerror or exc}") from None
         else:
             made.append(folder)
@@ -170,7 +170,8 @@ def make_parents(path) -> list[Path]:
     return made
 
 
-def _remove_made(made: list[Path]) -> None:
+def remove_made(made: list[Path]) -> None:
+    """Remove the folders make_parents made, if they are still empty."""
     for folder in reversed(made):
         with contextlib.suppress(OSError):
             folder.rmdir()  # only if still empty
@@ -271,7 +272,7 @@ def atomic_path(path, *, suffix: str = "", folder: bool = False, replaceable=Non
                 _remove(tmp)
     finally:
         if not ok:
-            _remove_made(made)
+            remove_made(made)
 
 
 def _replace(src: Path, dst: Path) -> None:

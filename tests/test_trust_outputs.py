@@ -387,3 +387,10 @@ def test_a_parent_that_is_a_file_cannot_be_made(invoke, tmp_path):
     assert r.exit_code == 73, r.output
     assert "cannot create" in r.output and "afile" in r.output
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_failed_encode_removes_the_folders_it_made(invoke, tmp_path):
+    r = invoke("encode", "-m", ZH, tmp_path / "missing.txt", "-o", tmp_path / "a" / "v.npy", "--ids-out",
+               tmp_path / "b" / "c" / "v.ids")
+    assert r.exit_code == 66, r.output
+    assert list(tmp_path.iterdir()) == []
