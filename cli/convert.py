@@ -19,7 +19,7 @@ log = logging.getLogger("vecpipe")
 @click.option("--from", "src_format", type=FORMAT_CHOICE, metavar="FORMAT",
               help=f"Input format, one of {FORMAT_NAMES} (default: detected from name and content).")
 @click.option("--to", "dst_format", type=FORMAT_CHOICE, metavar="FORMAT",
-              help="Output format (default: from the -o name; word2vec on stdout).")
+              help="Output format (default: from the -o name; word2vec on stdout, a device or a pipe).")
 @click.option("--limit", type=click.IntRange(min=0), help="Read only the first N rows (the most frequent words, in most files).")
 @click.option("--dtype", type=click.Choice(DTYPES), help="Store the vectors as this type.")
 @click.option("--normalize", is_flag=True, help="Scale every vector to unit length.")
