@@ -9,9 +9,9 @@ import numpy as np
 
 from .. import __version__
 from .errors import UsageError
-from .formats import ReadStats, WordVectors, canonical_format, read_vectors, write_vectors
+from .formats import ReadStats, WordVectors, canonical_format, read_vectors, vecdir_replaceable, write_vectors
 from .search import normalize_rows
-from .streams import display_name, is_special_output, iter_lines, open_input
+from .streams import check_output, display_name, is_special_output, iter_lines, open_input
 
 log = logging.getLogger("vecpipe")
 
@@ -99,6 +99,8 @@ def convert(src, dst, opts: ConvertOptions, stats: ReadStats | None = None) -> W
     if opts.dtype is not None and opts.dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}")
     dst_format = output_format_for(dst, opts.dst_format)
+    if dst not in (None, "-"):  # before the reading: refuse now what the writing would refuse
+        check_output(dst, folder=dst_format == "vecdir", replaceable=vecdir_replaceable)
     vocab = load_vocab_file(opts.vocab) if opts.vocab else None
     wv = read_vectors(
         src, opts.src_format, limit=opts.limit, unicode_errors=opts.unicode_errors, on_error=opts.on_error, stats=stats

@@ -115,7 +115,13 @@ def check_output(path, *, folder: bool = False, replaceable=None) -> None:
     """Refuse (CannotCreateError, exit 73) an output that would replace what
     vecpipe did not make. A file output replaces a file, never a folder. A folder
     output (vecdir) goes where nothing is, into an empty folder, or over a folder
-    that `replaceable(path)` accepts (it returns None, or why not)."""
+    that `replaceable(path)` accepts (it returns None, or why not). A device or
+    FIFO takes a file, never a folder (UsageError)."""
+    if is_special_output(path):
+        if folder:
+            raise UsageError(f"{path}: a vecdir is a folder and cannot be written into a device or pipe; "
+                             "pick a file format with --to (e.g. word2vec)")
+        return
     target = Path(os.path.realpath(path))
     if folder and target.is_file():
         raise CannotCreateError(f"{path}: is a file; a folder would replace it (remove it or pick another name)")
@@ -246,9 +252,7 @@ def atomic_path(path, *, suffix: str = "", folder: bool = False, replaceable=Non
     half-written file ever carries the final name. `folder=True` for outputs
     that are folders (see check_output for what may be replaced)."""
     if is_special_output(path):
-        if folder:
-            raise UsageError(f"{path}: a vecdir is a folder and cannot be written into a device or pipe; "
-                             "pick a file format with --to (e.g. word2vec)")
+        check_output(path, folder=folder)
         yield Path(path)
         return
     target = Path(path)

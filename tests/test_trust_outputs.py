@@ -394,3 +394,16 @@ def test_a_failed_encode_removes_the_folders_it_made(invoke, tmp_path):
                tmp_path / "b" / "c" / "v.ids")
     assert r.exit_code == 66, r.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [
+    ["convert", "{missing}"],
+    ["convert", "{missing}", "--to", "jsonl"],
+    ["eval", "analogy", "-m", ZH, "{missing}"],
+    ["sim", "-m", ZH, "{missing}"],
+])
+def test_an_output_that_would_be_refused_is_refused_before_any_work(invoke, tmp_path, keep, args):
+    argv = [a.format(missing=tmp_path / "missing.txt") for a in args]
+    r = invoke(*argv, "-o", keep)
+    assert r.exit_code == 73, r.output
+    _kept(keep)
