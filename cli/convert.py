@@ -15,11 +15,11 @@ log = logging.getLogger("vecpipe")
 @click.command()
 @click.argument("src", type=click.Path(allow_dash=True), default="-")
 @output_option("Output file or folder; without it, text goes to stdout. The name picks the format "
-               "(.bin, .jsonl, .vec/.txt, a folder name = vecdir; .gz/.bz2/.xz compress) unless --to says.")
+               "(.bin, .jsonl, .vec/.txt, a folder name = vecdir; .gz/.bz2/.xz compress) unless --to says.", folder_ok=True)
 @click.option("--from", "src_format", type=FORMAT_CHOICE, metavar="FORMAT",
               help=f"Input format, one of {FORMAT_NAMES} (default: detected from name and content).")
 @click.option("--to", "dst_format", type=FORMAT_CHOICE, metavar="FORMAT",
-              help="Output format (default: from the -o name; word2vec on stdout; "
+              help="Output format (default: from the -o name; word2vec on stdout, a device or a pipe; "
                    "sparse vectors written as text stay sparse text).")
 @click.option("--limit", type=click.IntRange(min=0), help="Read only the first N rows (the most frequent words, in most files).")
 @click.option("--dtype", type=click.Choice(DTYPES), help="Store the vectors as this type.")

@@ -3,6 +3,7 @@ the one place where exceptions become messages and exit codes."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import importlib.abc
 import logging
@@ -98,9 +99,10 @@ def cli(verbose, quiet, debug):
 
     Exit codes: 0 ok (also when the reader of stdout goes away, as with
     `| head`), 64 usage, 65 bad input data, 66 missing input, 69 unavailable,
-    70 internal error, 74 I/O error, 75 output locked by another run (try
-    again later), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both
-    clean up first.
+    70 internal error, 73 cannot create (an output would replace a folder or
+    file vecpipe did not make), 74 I/O error, 75 output locked by another run
+    (try again later), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM);
+    both clean up first.
     """
     _state["debug"] = debug or bool(os.environ.get("VECPIPE_DEBUG"))
     _configure_logging(verbose, quiet)
@@ -263,6 +265,9 @@ def _main(argv) -> int:
     except OSError as exc:
         if _signals.received is not None:
             return _signals.exit_code()
+        if exc.errno == errno.EPIPE:  # a closed pipe that was not raised as BrokenPipeError
+            _quiet_stdout()
+            return 0
         if _state["debug"]:
             import traceback
 

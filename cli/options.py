@@ -9,8 +9,20 @@ FORMAT_CHOICE = click.Choice(list(FORMATS) + list(ALIASES), case_sensitive=False
 FORMAT_NAMES = ", ".join(FORMATS) + " (aliases: " + ", ".join(f"{a}={t}" for a, t in ALIASES.items()) + ")"
 
 
-def output_option(help_text="Write here instead of stdout (atomically: a temporary name, renamed when complete)."):
-    return click.option("-o", "--output", "output", type=click.Path(dir_okay=True, allow_dash=True), default=None, help=help_text)
+def _check_file_output(ctx, param, value):
+    """Refuse at once (exit 73) a file output that would replace a folder, not after the work."""
+    if value not in (None, "-"):
+        from vecpipe.core.streams import check_output
+
+        check_output(value)
+    return value
+
+
+def output_option(help_text="Write here instead of stdout (atomically: a temporary name, renamed when complete).",
+                  *, folder_ok=False):
+    """-o; `folder_ok` for commands that may write a folder (a vecdir): they check the path once the format is known."""
+    return click.option("-o", "--output", "output", type=click.Path(dir_okay=True, allow_dash=True), default=None,
+                        help=help_text, callback=None if folder_ok else _check_file_output)
 
 
 def on_error_option(f):

@@ -64,7 +64,9 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
         SimStats, distribution, matrix_scores, pair_scores, plot_distribution, read_pairs, read_side, read_texts,
         score_pairs,
     )
-    from vecpipe.core.streams import atomic_path, open_output
+    from vecpipe.core.streams import (
+        atomic_path, open_output, write_npy_block,
+    )
 
     dumps = lambda rec: orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)  # noqa: E731
     scores_seen = []
@@ -90,7 +92,7 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
             scores_seen = m[np.triu_indices(len(m), 1)].tolist()
             if output and str(output).endswith(".npy"):
                 with atomic_path(output) as tmp, open(tmp, "wb") as fh_out:
-                    np.save(fh_out, m)
+                    write_npy_block(fh_out, m)
             else:
                 with open_output(output) as out:
                     for rec, row in zip(records, m):

@@ -12,7 +12,7 @@ from vecpipe.core.train import MODELS, TOKENIZERS, TrainOptions, train_to_files
 @click.argument("corpus", nargs=-1, type=click.Path(allow_dash=True))
 @output_option("Where the vectors go; the name picks the format as in `vecpipe convert` (a folder name = vecdir, "
                ".txt/.vec word2vec text, .bin, .jsonl; .gz/.bz2/.xz compress). Without it: text on stdout "
-               "(the sparse text for PPMI). Written atomically.")
+               "(the sparse text for PPMI), as into a device or pipe (-o /dev/null). Written atomically.", folder_ok=True)
 @click.option("--to", "to", type=FORMAT_CHOICE, metavar="FORMAT", help=f"Output format, one of {FORMAT_NAMES}.")
 @click.option("--model", type=click.Choice(MODELS), default="sgns", show_default=True,
               help="sgns: skip-gram, negative sampling; cbow; fasttext: skip-gram with character n-grams "

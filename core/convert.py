@@ -9,9 +9,11 @@ import numpy as np
 
 from .. import __version__
 from .errors import DataError, UsageError
-from .formats import ReadStats, WordVectors, canonical_format, nonfinite_rows, read_vectors, write_vectors
+from .formats import (
+    ReadStats, WordVectors, canonical_format, nonfinite_rows, read_vectors, vecdir_replaceable, write_vectors,
+)
 from .search import normalize_rows
-from .streams import display_name, iter_lines, open_input
+from .streams import check_output, display_name, is_special_output, iter_lines, open_input
 
 log = logging.getLogger("vecpipe")
 
@@ -32,11 +34,12 @@ class ConvertOptions:
 
 
 def output_format_for(path, explicit: str | None, sparse: bool = False) -> str:
-    """--to wins; else the output name decides; else word2vec text (for stdout).
+    """--to wins; else the output name decides; else word2vec text (for stdout,
+    and for a device or FIFO such as /dev/null, where no folder can go).
     Sparse vectors written as text stay sparse (the CWV sparse text format)."""
     if explicit:
         return canonical_format(explicit)
-    if path in (None, "-"):
+    if path in (None, "-") or is_special_output(path):
         return "sparse" if sparse else "word2vec"
     name = str(path).lower()
     for suffix in (".gz", ".bz2", ".xz"):
@@ -98,7 +101,9 @@ def convert(src, dst, opts: ConvertOptions, stats: ReadStats | None = None) -> W
     stats = stats if stats is not None else ReadStats()
     if opts.dtype is not None and opts.dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}")
-    output_format_for(dst, opts.dst_format)  # a bad --to fails before the read; sparse input may change the default
+    dst_format = output_format_for(dst, opts.dst_format)  # a bad --to fails before the read
+    if dst not in (None, "-"):  # before the reading: refuse now what the writing would refuse
+        check_output(dst, folder=dst_format == "vecdir", replaceable=vecdir_replaceable)
     vocab = load_vocab_file(opts.vocab) if opts.vocab else None
     wv = read_vectors(
         src, opts.src_format, limit=opts.limit, unicode_errors=opts.unicode_errors, on_error=opts.on_error, stats=stats,

@@ -19,7 +19,8 @@ from .errors import DataError, NoInputError, UsageError
 from .progress import progress
 from .search import normalize_rows
 from .streams import (
-    NpyStreamWriter, display_name, is_npy, open_input, open_output, read_npy_stream, read_numbered_records,
+    NpyStreamWriter, atomic_path, check_distinct, check_output, display_name, is_npy, is_special_output, lock_output,
+    make_parents, open_input, open_output, read_npy_stream, read_numbered_records, remove_made, write_npy_block,
 )
 
 log = logging.getLogger("vecpipe")
@@ -196,9 +197,13 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             yield n, rec, text
 
     to_npy = opts.to == "npy"
+    ranges_target = None
+    if opts.precision == "int8":
+        ranges_target = opts.ranges_out or (f"{output}.ranges.npy" if output not in (None, "-") and not special else None)
     started = time.perf_counter()
-    fh = open_input(src)
     with contextlib.ExitStack() as stack:
+        _prepare_side_outputs(stack, None if special else output, ids_out, ranges_target)
+        fh = open_input(src)
         stack.callback(fh.close)
         job = None
         if output not in (None, "-") and not special:
@@ -253,19 +258,30 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             bar.update(len(window))
             if job is not None and resume:  # durable progress only matters to a later --resume
                 job.checkpoint(consumed_total + counted.n, {"ranges": ranges.tolist()} if ranges is not None else {})
-        if job is not None:
-            if isinstance(writer, NpyStreamWriter):
-                writer.close()
-            job.finish()
-        elif to_npy:
+        if isinstance(writer, NpyStreamWriter):
             writer.close()
-    if ranges is not None:
-        target = opts.ranges_out or (f"{output}.ranges.npy" if output not in (None, "-") else None)
-        if target:
-            np.save(target, ranges)
-            log.info("int8 ranges saved to %s (pass it as --calibration to encode more rows comparably)", target)
+        if ranges is not None and ranges_target:  # side outputs are committed before the main one
+            with atomic_path(ranges_target) as tmp, open(tmp, "wb") as ranges_fh:
+                write_npy_block(ranges_fh, ranges)
+            log.info("int8 ranges saved to %s (pass it as --calibration to encode more rows comparably)", ranges_target)
+        if job is not None:
+            job.finish()  # the ids, then the main output last
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _prepare_side_outputs(stack: contextlib.ExitStack, output, ids_out, ranges_target) -> None:
+    """Before anything is read: the outputs of one run are distinct, none would
+    replace a folder (73), their folders exist, and the side outputs are locked
+    for the whole run (75; the main output's lock is the resumable job's)."""
+    check_distinct({"-o": output, "--ids-out": ids_out, "--ranges-out": ranges_target})
+    for path in (output, ids_out, ranges_target):
+        if path not in (None, "-") and not is_special_output(path):
+            check_output(path)
+            made = make_parents(path)
+            stack.push(lambda failed, *_, made=made: remove_made(made) if failed else None)  # a failed run
+    for path in (ids_out, ranges_target):
+        stack.enter_context(lock_output(path))
 
 
 class _Counter:

@@ -13,6 +13,7 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
+EX_CANTCREAT = 73
 EX_IOERR = 74
 EX_TEMPFAIL = 75
 EX_INTERRUPTED = 130
@@ -61,6 +62,14 @@ class OutputError(VecpipeError):
     """Writing the output failed (disk full, permission, unwritable place)."""
 
     exit_code = EX_IOERR
+
+
+class CannotCreateError(VecpipeError):
+    """An output cannot be created where it was asked for: it would replace
+    something vecpipe did not make (a folder, a file where a vecdir goes), or
+    its folder cannot be made."""
+
+    exit_code = EX_CANTCREAT
 
 
 class LockedError(VecpipeError):

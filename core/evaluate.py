@@ -397,7 +397,7 @@ def read_word_pairs(path, *, score_column: int | None = None, on_error: str = "s
         raise UsageError("--score-column counts from 1 and columns 1 and 2 are the words: give 3 or more")
     col = (score_column or 3) - 1
     pairs = []
-    width = None  # the field count of the first pair: every line has as many
+    width = width_line = None  # the field count of the first pair (and its line): every line has as many
     first = True
     for n, line in _lines(path, unicode_errors):
         if not line.strip() or line.lstrip().startswith("#"):

@@ -845,6 +845,24 @@ def _check_finite(wv: WordVectors) -> None:
                         "refusing to write vectors that are not finite")
 
 
+VECDIR_FILES = ("vectors.npy", "vectors.npz", "counts.npy", "vocab.txt", "meta.json")
+
+
+def vecdir_replaceable(folder: Path) -> str | None:
+    """None if `folder` is a vecdir made by vecpipe holding only its own files
+    (a new vecdir may replace it), else why not."""
+    try:
+        made_by_vecpipe = orjson.loads((folder / "meta.json").read_bytes()).get("format") == VECDIR_FORMAT
+    except (OSError, ValueError, AttributeError):
+        made_by_vecpipe = False
+    if not made_by_vecpipe:
+        return "the folder exists and is not a vecdir made by vecpipe (no meta.json of vecpipe's)"
+    others = sorted(p.name for p in folder.iterdir() if p.name not in VECDIR_FILES)
+    if others:
+        return f"the vecdir also holds {', '.join(others[:3])}, which vecpipe did not write"
+    return None
+
+
 def save_vecdir(wv: WordVectors, path, meta: dict | None = None) -> None:
     _check_vocab_words(wv.words, "vecdir")
     _check_finite(wv)
@@ -858,7 +876,7 @@ def save_vecdir(wv: WordVectors, path, meta: dict | None = None) -> None:
         **(meta or {}),
         "finite": True,  # checked above: opening trusts it and skips the scan
     }
-    with atomic_path(path) as tmp:
+    with atomic_path(path, folder=True, replaceable=vecdir_replaceable) as tmp:
         tmp.mkdir()
         if wv.is_sparse:
             from scipy import sparse

@@ -20,8 +20,8 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import DataError, LockedError, OutputError, UsageError
-from .streams import NpyFileWriter
+from .errors import DataError, OutputError, UsageError
+from .streams import NpyFileWriter, acquire_lock
 
 log = logging.getLogger("vecpipe")
 
@@ -225,7 +225,7 @@ class ResumableJob:
             part.fh.flush()
             os.fsync(part.fh.fileno())
             part.fh.close()
-        for part in self.parts.values():
+        for part in reversed(self.parts.values()):  # the main output (the first) last
             os.replace(part.partial, part.final)
         self._drop_state()
         self._finished = True
@@ -260,30 +260,7 @@ class ResumableJob:
         self._drop_state()
 
     def _lock(self):
-        import fcntl
-
-        while True:
-            fh = open(self.lock_path, "a+")
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "another process"
-                fh.close()
-                raise LockedError(f"{self.first} is being written by another vecpipe run (pid {holder}); "
-                                  "try again later") from None
-            try:
-                same = os.stat(self.lock_path).st_ino == os.fstat(fh.fileno()).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            fh.close()  # the run before removed this lock file as we opened it: take the new one
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._lock_fh = fh
+        self._lock_fh = acquire_lock(self.lock_path, next(iter(self.parts.values())).final)
 
     def _unlock(self):
         if self._lock_fh is not None:

@@ -40,9 +40,9 @@ import numpy as np
 from .. import __version__
 from .convert import output_format_for
 from .errors import DataError, NoInputError, UsageError
-from .formats import WordVectors, write_vectors
+from .formats import WordVectors, vecdir_replaceable, write_vectors
 from .progress import progress
-from .streams import atomic_path, display_name, open_input
+from .streams import atomic_path, check_distinct, display_name, open_input
 from .segment import make_tokenizer
 
 log = logging.getLogger("vecpipe")
@@ -846,11 +846,14 @@ def train_to_files(
         raise UsageError("--fasttext-bin needs --model fasttext")
     if context_output in ("-",) and output in (None, "-"):
         raise UsageError("the vectors already go to stdout: give --context-vectors a file name")
+    check_distinct({"-o": output, "--context-vectors": context_output, "--fasttext-bin": fasttext_bin})
     with contextlib.ExitStack() as stack:
         tmp_paths = {}
-        for key, path in (("vectors", output), ("contexts", context_output), ("bin", fasttext_bin)):
+        for key, path, path_fmt in (("vectors", output, fmt), ("contexts", context_output, ctx_fmt), ("bin", fasttext_bin, None)):
             if path not in (None, "-"):
-                tmp_paths[key] = stack.enter_context(atomic_path(path, suffix=Path(path).suffix))
+                folder = path_fmt == "vecdir"
+                tmp_paths[key] = stack.enter_context(atomic_path(
+                    path, suffix=Path(path).suffix, folder=folder, replaceable=vecdir_replaceable if folder else None))
         result = train(inputs, opts, add_words=add_words, tmpdir=tmpdir)
         t = time.perf_counter()
         meta = result.meta()

@@ -138,10 +138,11 @@ def test_usage_errors_exit_64(tmp_path, vec_file):
     assert r.returncode == 64 and "give it a name with -o" in r.stderr
 
 
-def test_unwritable_output_exit_74(vec_file, tmp_path):
+def test_uncreatable_output_exit_73(vec_file, tmp_path):
     path, _, _ = vec_file
-    r = run_vecpipe("convert", path, "-o", tmp_path / "no" / "such" / "dir" / "o.txt")
-    assert r.returncode == 74 and "does not exist" in r.stderr
+    (tmp_path / "afile").write_text("x")  # missing folders are made, but not below a file
+    r = run_vecpipe("convert", path, "-o", tmp_path / "afile" / "such" / "dir" / "o.txt")
+    assert r.returncode == 73 and "cannot create" in r.stderr
 
 
 def test_ctrl_c_exits_130_and_leaves_no_output(tmp_path, vec_file):

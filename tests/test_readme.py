@@ -1,6 +1,7 @@
 """The README cannot rot: its `$ vecpipe ...` examples run and print what it
 shows, and every other vecpipe command line in it parses (the subcommand and
 every option exist)."""
+import json
 import os
 import re
 import shlex
@@ -95,3 +96,43 @@ def test_every_readme_command_line_parses():
             cmd.make_parser(click.Context(cmd, info_name=name, parent=ctx)).parse_args(list(rest))
         except click.UsageError as exc:
             pytest.fail(f"README: vecpipe {' '.join(args)}: {exc.format_message()}")
+
+
+def makefile_example():
+    """The Makefile of the README's "An experiment as a Makefile", as written."""
+    lines = README.split("### An experiment as a Makefile", 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("    CORPUS := "))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("    "):
+            break
+        block.append(line[4:])
+    return "\n".join(block) + "\n"
+
+
+def test_readme_makefile_example_runs_with_make(tmp_path):
+    """make builds every model, evaluates it and writes the report; the vecdirs
+    survive (not deleted as intermediates) and a second make has nothing to do."""
+    import shutil
+
+    import numpy as np
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    (tmp_path / "Makefile").write_text(makefile_example())
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(310)])  # just above --svd 300
+    (tmp_path / "corpus.seg.txt").write_text("".join(" ".join(rng.choice(words, 10)) + "\n" for _ in range(600)))
+    (tmp_path / "CA8").mkdir()
+    (tmp_path / "CA8" / "morphological.txt").write_text(": A\nw1 w2 w3 w4\nw5 w6 w7 w8\n")
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    proc = subprocess.run(["make", "-s", "-j3"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for model in ("sgns", "cbow", "ppmi"):
+        meta = json.loads((tmp_path / "vec" / f"{model}.vecdir" / "meta.json").read_text())
+        assert meta["dim"] == 300 and meta["rows"] > 300
+        result = json.loads((tmp_path / "results" / f"{model}.ca8.json").read_text())
+        assert result["task"] == "analogy"
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert all(f"vec/{m}.vecdir" in report for m in ("sgns", "cbow", "ppmi")), report
+    assert subprocess.run(["make", "-q"], env=env, cwd=tmp_path).returncode == 0  # up to date
