@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-case $PY in */*) PY=$(realpath "$PY") ;; esac
+case $PY in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac  # absolute, venv links kept
 OUT=${OUT:-$PWD/.gpuout}
 mkdir -p "$OUT"
 if [ "${SKIP_WHEELS:-0}" != 1 ]; then
