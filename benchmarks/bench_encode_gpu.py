@@ -27,14 +27,15 @@ HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("VECPIPE_DATA", HERE.parent.parent / "shared" / "data"))
 
 
-def build_model(folder: Path) -> str:
+def build_model(folder: Path, layers: int = 12, hidden: int = 768, heads: int = 12) -> str:
+    """BERT-base shape by default (gpu_bench.py --smoke builds a tiny one)."""
     from sentence_transformers import SentenceTransformer, models
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     vocab = DATA / "bert-base-chinese" / "vocab.txt"
     tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=False, tokenize_chinese_chars=True)
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                        intermediate_size=3072, max_position_embeddings=512)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=4 * hidden, max_position_embeddings=512)
     bert_dir = folder / "bert"
     BertModel(config).save_pretrained(bert_dir)
     tok.save_pretrained(bert_dir)

@@ -112,26 +112,60 @@ class Budget:
             return True
 
 
-def run_batches(indices: np.ndarray, lengths: np.ndarray, budget: Budget, fn, empty_cache=None) -> list:
+def run_batches(indices: np.ndarray, lengths: np.ndarray, budget: Budget, fn, empty_cache=None, prepare=None) -> list:
     """Run fn(batch_indices) -> array for every batch of `indices`, re-planning
     the rest with a smaller budget after an out-of-memory error.
+    With `prepare`, prepare(batch_indices) runs on a worker thread up to
+    `ahead` batches in front (tokenizing while the device runs the current
+    batch) and fn is called as fn(batch_indices, prepared).
     Returns a list of (batch_indices, array)."""
     results = []
     pending = [indices]
     while pending:
         group = pending.pop()
-        for batch in plan_batches(lengths[group], budget.max_tokens, budget.max_batch):
-            batch = group[batch]
-            try:
-                results.append((batch, fn(batch)))
-            except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-                if not is_out_of_memory(exc):
-                    raise
-                if empty_cache:
-                    empty_cache()
-                if not budget.shrink(int(lengths[batch].max()) * len(batch), len(batch)):
-                    raise UnavailableError("out of memory even for one text; lower --max-length or use another device") from exc
-                done = {int(i) for b, _ in results for i in b}
-                pending.append(np.array([i for i in group if int(i) not in done], dtype=np.int64))
-                break
+        batches = [group[b] for b in plan_batches(lengths[group], budget.max_tokens, budget.max_batch)]
+        with _Prefetch(prepare, batches) as prepared:
+            for i, batch in enumerate(batches):
+                try:
+                    results.append((batch, fn(batch) if prepare is None else fn(batch, prepared.get(i))))
+                except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+                    if not is_out_of_memory(exc):
+                        raise
+                    if empty_cache:
+                        empty_cache()
+                    if not budget.shrink(int(lengths[batch].max()) * len(batch), len(batch)):
+                        raise UnavailableError("out of memory even for one text; lower --max-length or use another device") from exc
+                    done = {int(i) for b, _ in results for i in b}
+                    pending.append(np.array([i for i in group if int(i) not in done], dtype=np.int64))
+                    break
     return results
+
+
+class _Prefetch:
+    """prepare(batch) for the batches of one plan, on one worker thread, at most
+    `ahead` batches before the one being run; unused work is cancelled on exit."""
+
+    ahead = 2
+
+    def __init__(self, prepare, batches):
+        self.prepare, self.batches, self.futures, self.pool = prepare, batches, {}, None
+
+    def __enter__(self):
+        if self.prepare is not None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="vecpipe-prepare")
+        return self
+
+    def get(self, i: int):
+        for j in range(i, min(i + self.ahead + 1, len(self.batches))):
+            if j not in self.futures:
+                self.futures[j] = self.pool.submit(self.prepare, self.batches[j])
+        return self.futures.pop(i).result()
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            for f in self.futures.values():
+                f.cancel()
+            self.pool.shutdown(wait=True)
+        return False

@@ -314,19 +314,37 @@ class TransformerEncoder:
                 pass
         return model.preprocess(texts, prompt=prompt)
 
-    def _forward(self, model, texts, prompt, normalize, truncate_dim):
+    # Tokenize the next batches on a worker thread (pinned memory, copied without
+    # blocking) while the GPU runs the current one, and keep the vectors on the
+    # device until the whole call is done: no per-batch synchronisation.
+    # None: on CUDA only; False: batch by batch (sentence-transformers' way).
+    pipeline: bool | None = None
+
+    def _features(self, model, texts, prompt):
+        """One batch tokenized (on the prepare thread), pinned for a CUDA copy."""
+        import torch
+
+        features = self._preprocess(model, texts, prompt)
+        pin = str(model.device).startswith("cuda")
+        return {k: v.pin_memory() if pin and isinstance(v, torch.Tensor) else v for k, v in features.items()}
+
+    def _forward(self, model, texts, prompt, normalize, truncate_dim, features=None, on_device=False):
         import torch
         from sentence_transformers.util import batch_to_device
 
         with torch.inference_mode():
-            features = self._preprocess(model, texts, prompt)
-            features = batch_to_device(features, model.device)
+            if features is None:
+                features = batch_to_device(self._preprocess(model, texts, prompt), model.device)
+            else:
+                features = {k: v.to(model.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                            for k, v in features.items()}
             emb = model(features)["sentence_embedding"]
             if truncate_dim:
                 emb = emb[:, :truncate_dim]
+            emb = emb.float()
             if normalize:
                 emb = torch.nn.functional.normalize(emb, p=2, dim=1)
-            return emb.float().cpu().numpy()
+            return emb if on_device else emb.cpu().numpy()
 
     def encode(self, texts: list[str], *, prompt: str | None = None, normalize: bool = False,
                truncate_dim: int | None = None, budget=None) -> np.ndarray:
@@ -343,14 +361,25 @@ class TransformerEncoder:
         parts = [indices] if len(self.models) == 1 else _split_balanced(lengths, len(self.models))
 
         def work(model, part):
-            def fn(batch):
-                return self._forward(model, [texts[i] for i in batch], prompt, normalize, truncate_dim)
-            empty = None
-            if str(model.device).startswith("cuda"):
-                import torch
+            import torch
 
-                empty = torch.cuda.empty_cache
-            return run_batches(part, lengths, budget, fn, empty_cache=empty)
+            cuda = str(model.device).startswith("cuda")
+            empty = torch.cuda.empty_cache if cuda else None
+            if not (self.pipeline or (self.pipeline is None and cuda)):
+                def fn(batch):
+                    return self._forward(model, [texts[i] for i in batch], prompt, normalize, truncate_dim)
+                return run_batches(part, lengths, budget, fn, empty_cache=empty)
+
+            def prepare(batch):
+                return self._features(model, [texts[i] for i in batch], prompt)
+
+            def fn_pipelined(batch, features):
+                return self._forward(model, None, prompt, normalize, truncate_dim, features=features, on_device=True)
+
+            results = run_batches(part, lengths, budget, fn_pipelined, empty_cache=empty, prepare=prepare)
+            with torch.inference_mode():  # one copy back for the whole call
+                vectors = torch.cat([emb for _, emb in results]).cpu().numpy()
+            return [(np.concatenate([batch for batch, _ in results]), vectors)]
 
         if len(self.models) == 1:
             results = work(self.model, indices)

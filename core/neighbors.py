@@ -162,7 +162,9 @@ def topk_torch(queries, vectors, k, *, metric="cosine", exclude=None, device="cu
         blk = blk.to(device)
         if metric == "cosine" and not index_normalized:
             blk = torch.nn.functional.normalize(blk.float(), dim=1)
-        s = (q @ blk.to(dtype).T).float()
+        # top-k on the scores in the compute dtype: an fp32 copy of a
+        # (queries x 1M) block would double the bytes written and read
+        s = q @ blk.to(dtype).T
         if exclude is not None:
             for r, rows in enumerate(exclude):
                 for row in rows or ():
@@ -178,7 +180,7 @@ def topk_torch(queries, vectors, k, *, metric="cosine", exclude=None, device="cu
             best_s = vals
     scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     rows = np.full((len(queries), k), -1, dtype=np.int64)
-    scores[:, : best_s.shape[1]] = best_s.cpu().numpy()
+    scores[:, : best_s.shape[1]] = best_s.float().cpu().numpy()
     rows[:, : best_i.shape[1]] = best_i.cpu().numpy()
     rows[np.isneginf(scores)] = -1
     if min_score is not None:
