@@ -142,10 +142,12 @@ def run_batches(indices: np.ndarray, lengths: np.ndarray, budget: Budget, fn, em
 
 
 class _Prefetch:
-    """prepare(batch) for the batches of one plan, on one worker thread, at most
-    `ahead` batches before the one being run; unused work is cancelled on exit."""
+    """prepare(batch) for the batches of one plan, on two worker threads (fast
+    tokenizers release the GIL, so two tokenize at once), at most `ahead`
+    batches before the one being run; unused work is cancelled on exit."""
 
-    ahead = 2
+    ahead = 3
+    workers = 2
 
     def __init__(self, prepare, batches):
         self.prepare, self.batches, self.futures, self.pool = prepare, batches, {}, None
@@ -154,7 +156,7 @@ class _Prefetch:
         if self.prepare is not None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self.pool = ThreadPoolExecutor(1, thread_name_prefix="vecpipe-prepare")
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vecpipe-prepare")
         return self
 
     def get(self, i: int):

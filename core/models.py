@@ -237,7 +237,7 @@ class TransformerEncoder:
 
         if self.devices[0] == "cpu":
             return Budget(max_tokens=8192, max_batch=32)
-        return Budget(max_tokens=16384, max_batch=512)
+        return Budget(max_tokens=65536, max_batch=1024)
 
     @staticmethod
     def _load(location, device, torch_dtype, trust_remote_code, allow_download):
