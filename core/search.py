@@ -44,6 +44,17 @@ def _merge_topk(best_s, best_i, s, i, k):
 _GROUP = 32  # columns per group for the candidate filter of _block_topk
 
 
+def _unrank_nonfinite(s: np.ndarray, rows=None) -> None:
+    """NaN and +inf scores (from NaN/Inf in a vector, or overflow) become -inf
+    in place, so they are never ranked ahead of real scores."""
+    part = s if rows is None else s[rows]
+    bad = np.isnan(part) | np.isposinf(part)
+    if bad.any():
+        part[bad] = -np.inf
+        if rows is not None:
+            s[rows] = part
+
+
 def _sorted_topk(s: np.ndarray, cols: np.ndarray, take: int):
     """Best `take` of each row by (-score, id): a partition, then a sort of
     the few left (a full sort only for rows with ties at the cut)."""
@@ -75,11 +86,19 @@ def _block_topk(s: np.ndarray, start: int, take: int):
     ng = n // _GROUP
     all_cols = None
     if n <= take or ng < 2 * take:
+        _unrank_nonfinite(s)
         all_cols = np.broadcast_to(np.arange(n, dtype=np.int64), s.shape)
         sc, cc = _sorted_topk(s, all_cols, take)
         return sc, cc + start
     main = ng * _GROUP
     gmax = s[:, :main].reshape(rows, _GROUP, ng).max(axis=1)
+    # a group maximum is NaN or +inf when a score in its group is: clean those rows only (free otherwise)
+    dirty = np.flatnonzero((np.isnan(gmax) | np.isposinf(gmax)).any(axis=1))
+    if len(dirty):
+        _unrank_nonfinite(s, dirty)
+        gmax[dirty] = s[dirty, :main].reshape(len(dirty), _GROUP, ng).max(axis=1)
+    if main < n:
+        _unrank_nonfinite(s[:, main:])
     part = np.argpartition(gmax, ng - take, axis=1)[:, ng - take :]
     cut = np.take_along_axis(gmax, part, axis=1).min(axis=1, keepdims=True)
     cols = (part[:, :, None] + ng * np.arange(_GROUP)).reshape(rows, -1)
@@ -125,7 +144,8 @@ def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=
                 block = normalize_rows(block)
             s = qb @ block.T
             if metric == "euclidean":
-                s = -np.sqrt(np.maximum((qb * qb).sum(1)[:, None] - 2 * s + (block * block).sum(1)[None, :], 0))
+                with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are never ranked (_block_topk)
+                    s = -np.sqrt(np.maximum((qb * qb).sum(1)[:, None] - 2 * s + (block * block).sum(1)[None, :], 0))
             if exclude is not None:
                 for r, rows in enumerate(exclude[qs : qs + query_block]):
                     for row in rows or ():
