@@ -97,6 +97,9 @@ def check_finite(vectors, source, *, lines=None, first_row: int = 0, what: str =
         return
     for start in range(0, vectors.shape[0], block):
         part = np.asarray(vectors[start : start + block])
+        with np.errstate(all="ignore"):
+            if np.isfinite(part.sum()):  # one cheap pass; a NaN/Inf (or an overflow) makes the sum non-finite
+                continue
         ok = np.isfinite(part)
         if ok.all():
             continue
@@ -196,9 +199,10 @@ class KnnOptions:
     text_field: str = "text"
     id_field: str = "id"
     vector_field: str = "vector"
-    query_block: int = 1024
+    query_block: int = 4096  # queries read and searched at a time (faiss's own block; torch takes 1024 at a time)
     device: str = "cpu"
     nprobe: int | None = None
+    engine: str = "auto"  # exact CPU search: faiss's exact knn when installed (auto), else numpy
     prompt: str | None = None
 
 
@@ -215,9 +219,20 @@ def search(index: Index, queries: np.ndarray, opts: KnnOptions, exclude=None):
         return faiss_search(index, queries, opts, exclude)
     if opts.device not in ("cpu", "auto", None) and opts.device.startswith(("cuda", "mps")):
         if opts.metric != "euclidean":
-            return topk_torch(queries, index.on_device(opts.device, opts.metric), opts.k, metric=opts.metric,
-                              exclude=exclude, device=opts.device, min_score=opts.min_score, index_normalized=True)
-    return topk(queries, index.vectors, opts.k, metric=opts.metric, exclude=exclude, min_score=opts.min_score)
+            parts = [topk_torch(queries[s : s + 1024], index.on_device(opts.device, opts.metric), opts.k,
+                                metric=opts.metric, exclude=None if exclude is None else exclude[s : s + 1024],
+                                device=opts.device, min_score=opts.min_score, index_normalized=True)
+                     for s in range(0, len(queries), 1024)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    engine = "faiss" if opts.engine == "auto" and opts.metric != "euclidean" and _have_faiss() else "numpy"
+    return topk(queries, index.vectors, opts.k, metric=opts.metric, exclude=exclude, min_score=opts.min_score,
+                engine=engine)
+
+
+def _have_faiss() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("faiss") is not None
 
 
 def topk_torch(queries, vectors, k, *, metric="cosine", exclude=None, device="cuda", min_score=None,

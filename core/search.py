@@ -112,14 +112,54 @@ def _block_topk(s: np.ndarray, start: int, take: int):
     return sc, cc + start
 
 
+def _faiss_or_none():
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def _faiss_block_topk(faiss, qb: np.ndarray, block: np.ndarray, start: int, take: int, excluded):
+    """_block_topk's answer for inner products, with faiss's exact knn doing the
+    product and the selection (multi-threaded). faiss is asked for one more than
+    needed: where that one ties the last kept (the choice among equal scores
+    would be faiss's), and where a score is +inf, the row is redone by numpy."""
+    n = block.shape[0]
+    extra = max((len(r) for r in excluded if r), default=0) if excluded is not None else 0
+    want = min(take + 1 + extra, n)
+    d, i = faiss.knn(qb, block, want, metric=faiss.METRIC_INNER_PRODUCT)
+    d[i < 0] = -np.inf
+    if extra:
+        for r, rows in enumerate(excluded):
+            if rows:
+                d[r, np.isin(i[r], np.asarray(rows) - start)] = -np.inf
+    order = np.lexsort((i, -d), axis=1)
+    d, i = np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
+    redo = np.isposinf(d).any(axis=1)
+    if want < n:
+        redo |= (d[:, take - 1] == d[:, take]) & ~np.isneginf(d[:, take - 1])
+    d, i = d[:, :take], i[:, :take] + start
+    for r in np.flatnonzero(redo):
+        s = qb[r : r + 1] @ block.T
+        for row in (excluded[r] or ()) if excluded is not None else ():
+            if start <= row < start + n:
+                s[0, row - start] = -np.inf
+        d[r], i[r] = (a[0] for a in _block_topk(s, start, take))
+    return d, i
+
+
 def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=None,
          query_block: int = 1024, index_block: int = 16384, min_score: float | None = None,
-         index_normalized: bool = False):
+         index_normalized: bool = False, engine: str = "numpy"):
     """Top-k rows of `index` for each query: (scores, ids), best first.
 
     metric: cosine (default), dot, or euclidean (score = -distance).
     exclude: for each query, a sequence of index rows never to return (the query
     word itself, the question words of an analogy), or None.
+    engine: numpy (BLAS product + vectorised selection), or faiss (faiss's
+    exact knn for cosine and dot, when installed; the same ids and tie order,
+    scores from faiss's own product, equal to numpy's within float32 rounding).
     Rows with fewer than k candidates are padded with id -1 and score -inf."""
     if metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)}")
@@ -133,6 +173,13 @@ def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=
         raise UsageError(f"queries have {q.shape[1]} dimensions, the index {index.shape[1]}")
     if metric == "cosine":
         q = normalize_rows(q)
+    faiss = _faiss_or_none() if engine == "faiss" and metric != "euclidean" else None
+    if faiss is not None:
+        q = np.ascontiguousarray(q)
+        query_block = max(query_block, 4096)  # faiss's own query block for its BLAS path
+        if (metric == "dot" or index_normalized) and np.asarray(index[:0]).dtype == np.float32:
+            # no copy to make (an mmap stays an mmap): one call over the whole index
+            index_block = max(index_block, n_index)
     out_s = np.full((len(q), k), -np.inf, dtype=np.float32)
     out_i = np.full((len(q), k), -1, dtype=np.int64)
     for qs in range(0, len(q), query_block):
@@ -142,6 +189,12 @@ def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=
             block = np.asarray(index[start : start + index_block], dtype=np.float32)
             if metric == "cosine" and not index_normalized:
                 block = normalize_rows(block)
+            if faiss is not None:
+                excluded = exclude[qs : qs + query_block] if exclude is not None else None
+                s_sel, i_sel = _faiss_block_topk(faiss, qb, np.ascontiguousarray(block), start,
+                                                 min(k, len(block)), excluded)
+                best_s, best_i = _merge_topk(best_s, best_i, s_sel, i_sel, k)
+                continue
             s = qb @ block.T
             if metric == "euclidean":
                 with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are never ranked (_block_topk)

@@ -126,15 +126,18 @@ def test_nan_row_rejected_naming_file_and_row(invoke, rand8, tmp_path, side):
     assert str(bad) in error_line(res) and "row 3" in error_line(res) and "NaN" in error_line(res)
 
 
-def test_inf_in_jsonl_index_rejected_naming_line(invoke, rand8, tmp_path):
+@pytest.mark.parametrize("bad, line", [
+    ({4: [1e39] + [0.5] * 7}, 5),  # inf in float32
+    ({6: [0.5] * 5, 9: ["a"] * 8}, 7),  # a short vector, then one of strings
+])
+def test_bad_vector_in_jsonl_index_names_its_line(invoke, rand8, tmp_path, bad, line):
     x, path = rand8
     idx = tmp_path / "idx.jsonl"
-    lines = [json.dumps({"id": i, "vector": r.tolist()}) for i, r in enumerate(x)]
-    lines[4] = json.dumps({"id": 4, "vector": [1e39] + x[4, 1:].tolist()})  # inf in float32
-    idx.write_text("\n".join(lines) + "\n")
+    vectors = {i: r.tolist() for i, r in enumerate(x)} | bad
+    idx.write_text("".join(json.dumps({"id": i, "vector": v}) + "\n" for i, v in vectors.items()))
     res = invoke("knn", "--index", idx, "--queries", path)
     assert res.exit_code == 65, res.output
-    assert f"{idx}:5:" in error_line(res)
+    assert f"{idx}:{line}:" in error_line(res)
 
 
 def test_nan_jsonl_query_rejected_naming_line(invoke, rand8, tmp_path):
@@ -277,3 +280,55 @@ def test_topk_torch_never_ranks_nan_first():
     ref = q.astype(np.float64) @ x.T.astype(np.float64)
     ref[:, 5] = -np.inf
     assert i.tolist() == np.argsort(-ref, axis=1, kind="stable")[:, :3].tolist()
+
+
+# ---------------------------------------------------------------- exact search through faiss
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot"])
+def test_faiss_engine_equals_exact_reference_with_ties_and_exclusions(metric):
+    """The faiss engine gives the float64 brute-force ids, equal scores by lower
+    row (copies of one row in several blocks), exclusions honoured, NaN rows never."""
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6000, 16)).astype(np.float32)
+    x[100:140] = x[7]  # 41 equal rows: ties inside a block and across the k-th place
+    x[5000:5010] = x[7]  # and in a later block
+    x[9] = np.nan
+    q = np.concatenate([rng.standard_normal((30, 16)).astype(np.float32), x[[7, 7, 120]]])
+    exclude = [[] for _ in q]
+    exclude[-3] = [7, 100, 5003]
+    exclude[-1] = [120]
+    ref = brute(q.astype(np.float64), np.nan_to_num(x).astype(np.float64), metric)
+    ref[:, 9] = -np.inf
+    ref_ex = ref.copy()
+    for r, rows in enumerate(exclude):
+        ref_ex[r, rows] = -np.inf
+    for k in (1, 5, 60):
+        for kw, want in (({}, ref), ({"exclude": exclude}, ref_ex), ({"index_block": 1000}, ref)):
+            fs, fi = topk(q, x, k, metric=metric, engine="faiss", **kw)
+            np.testing.assert_array_equal(fi, np.argsort(-want, axis=1, kind="stable")[:, :k])
+            np.testing.assert_allclose(fs, np.sort(want, axis=1)[:, ::-1][:, :k], rtol=1e-5, atol=1e-5)
+            if "exclude" in kw and k >= 5 and metric == "cosine":
+                assert fi[-3, :5].tolist() == [101, 102, 103, 104, 105]
+
+
+def test_knn_cli_uses_faiss_exact_search_when_installed(invoke, rand8, monkeypatch):
+    pytest.importorskip("faiss")
+    import vecpipe.core.search as search_mod
+
+    x, path = rand8
+    calls = []
+    real = search_mod._faiss_block_topk
+    monkeypatch.setattr(search_mod, "_faiss_block_topk", lambda *a: calls.append(1) or real(*a))
+    res = invoke("knn", "--index", path, "--queries", path, "-k", "3", "--metric", "dot")
+    assert res.exit_code == 0 and calls
+    want = np.argsort(-(x.astype(np.float64) @ x.T.astype(np.float64)), axis=1, kind="stable")[:, :3]
+    assert [[h["id"] for h in r["neighbors"]] for r in jsonl(res.stdout_bytes)] == want.tolist()
+
+
+def test_save_index_without_faiss_is_usage_error(invoke, rand8, tmp_path):
+    x, path = rand8
+    res = invoke("knn", "--index", path, "--queries", path, "--save-index", tmp_path / "x.faiss")
+    assert res.exit_code == 64, res.output
+    assert "--faiss" in error_line(res) and not (tmp_path / "x.faiss").exists()
