@@ -332,3 +332,25 @@ def test_save_index_without_faiss_is_usage_error(invoke, rand8, tmp_path):
     res = invoke("knn", "--index", path, "--queries", path, "--save-index", tmp_path / "x.faiss")
     assert res.exit_code == 64, res.output
     assert "--faiss" in error_line(res) and not (tmp_path / "x.faiss").exists()
+
+
+def test_gpu_branch_searches_query_blocks_of_1024_with_their_exclusions(monkeypatch):
+    """search() on a CUDA device hands torch 1024 queries at a time (the block
+    of 4096 would need a 4x larger score matrix); run here with torch on the CPU."""
+    pytest.importorskip("torch")
+    import vecpipe.core.neighbors as nb
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((500, 8)).astype(np.float32)
+    q = x[rng.integers(0, 500, 2500)]
+    exclude = [[int(np.flatnonzero((x == row).all(1))[0])] for row in q]
+    sizes = []
+    real_topk_torch, real_on_device = nb.topk_torch, nb.Index.on_device
+    monkeypatch.setattr(nb, "topk_torch", lambda qq, v, k, **kw: sizes.append(len(qq)) or
+                        real_topk_torch(qq, v, k, **{**kw, "device": "cpu"}))
+    monkeypatch.setattr(nb.Index, "on_device", lambda self, device, metric: real_on_device(self, "cpu", metric))
+    index = nb.Index(x, list(range(500)), "x")
+    s, i = nb.search(index, q, nb.KnnOptions(k=4, metric="dot", device="cuda:0"), exclude)
+    assert sizes == [1024, 1024, 452]
+    ref_s, ref_i = topk(q, x, 4, metric="dot", exclude=exclude)
+    np.testing.assert_array_equal(i, ref_i)
