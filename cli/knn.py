@@ -8,24 +8,28 @@ from vecpipe.cli.options import load_model_from_options, model_options, output_o
 
 @click.command()
 @click.argument("queries", nargs=-1)
-@click.option("--index", "index_path", type=click.Path(exists=True),
+@click.option("--index", "index_path", type=click.Path(),
               help="What to search: a vecdir, an .npy (ids from --ids), or JSONL with vectors. Default: the -m word vectors.")
-@click.option("--ids", "ids_path", type=click.Path(exists=True, dir_okay=False), help="One id per index row (JSONL or lines).")
+@click.option("--ids", "ids_path", type=click.Path(dir_okay=False), help="One id per index row (JSONL or lines).")
 @click.option("--queries", "src", type=click.Path(allow_dash=True), default="-", show_default=True,
               help="Queries when none are given as arguments: words/texts (lines or JSONL), JSONL with vectors, or an npy stream.")
 @model_options
 @output_option()
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per query.")
-@click.option("--metric", type=click.Choice(["cosine", "dot", "euclidean"]), default="cosine", show_default=True)
+@click.option("--metric", type=click.Choice(["cosine", "dot", "euclidean"]), default="cosine", show_default=True,
+              help="With --faiss-index: the metric recorded when it was saved (another one is refused).")
 @click.option("--min-score", type=float, help="Drop neighbours scoring below this.")
-@click.option("--exclude-self", is_flag=True, help="Leave out an index row identical to the query vector.")
+@click.option("--exclude-self", is_flag=True,
+              help="Leave out the index row that is the query: the row with the query's id (--id-field; a text query: "
+                   "the row whose id is the text), else the row at the query's position (queries = the index's rows).")
 @click.option("--flat", is_flag=True, help="One TSV line per hit: query, rank, id, score.")
 @click.option("--analogy", "analogy_flag", is_flag=True, help="Queries are triples a b c: find d with a:b = c:d.")
 @click.option("--method", type=click.Choice(["add", "mul"]), default="add", show_default=True,
               help="Analogies: 3CosAdd or 3CosMul.")
 @click.option("--faiss", "faiss_spec", help='Approximate search with a faiss factory string, e.g. "IVF4096,Flat" or "HNSW32".')
-@click.option("--save-index", type=click.Path(dir_okay=False), help="Save the faiss index built by --faiss.")
-@click.option("--faiss-index", type=click.Path(exists=True, dir_okay=False), help="Search a saved faiss index (ids from --index/--ids).")
+@click.option("--save-index", type=click.Path(dir_okay=False),
+              help="Save the faiss index built by --faiss (its metric, dim and rows in SAVE_INDEX.meta.json beside it).")
+@click.option("--faiss-index", type=click.Path(dir_okay=False), help="Search a saved faiss index (ids from --index/--ids).")
 @click.option("--nprobe", type=click.IntRange(min=1), help="faiss IVF: lists visited per query.")
 @click.option("--query", "use_query_prompt", is_flag=True, help="Encode text queries with the model's query instruction.")
 @click.option("--prompt", help="Text put before every text query.")
@@ -57,12 +61,16 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     encoder = load_model_from_options(**model_opts) if needs_model else None
     if use_query_prompt and not prompt and encoder is not None:
         prompt = catalog_query_prompt(model_opts["model"]) or getattr(encoder, "query_prompt", None)
+    if save_index and not faiss_spec:
+        raise UsageError("--save-index saves the index built by --faiss FACTORY; give --faiss")
     index = load_index(index_path, ids_path=ids_path, id_field=id_field) if index_path else None
     if faiss_spec or faiss_index:
         if index is None:
             raise UsageError("--faiss needs --index")
         if faiss_index:
-            load_faiss(index, faiss_index)
+            given = click.get_current_context().get_parameter_source("metric")
+            explicit = given not in (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
+            metric = load_faiss(index, faiss_index, metric if explicit else None)
         else:
             build_faiss(index, faiss_spec, metric)
             if save_index:
@@ -71,7 +79,7 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     if device == "auto":
         device = encoder.devices[0] if encoder is not None and encoder.kind == "transformer" else "cpu"
     opts = KnnOptions(k=k, metric=metric, min_score=min_score, exclude_self=exclude_self, text_field=text_field,
-                      device=device, nprobe=nprobe, prompt=prompt)
+                      id_field=id_field, device=device, nprobe=nprobe, prompt=prompt)
     results = run_knn(list(queries), src, index, encoder, opts, analogy_method=method if analogy_flag else None)
     with open_output(output) as out:
         for rec in results:

@@ -44,6 +44,17 @@ def _merge_topk(best_s, best_i, s, i, k):
 _GROUP = 32  # columns per group for the candidate filter of _block_topk
 
 
+def _unrank_nonfinite(s: np.ndarray, rows=None) -> None:
+    """NaN and +inf scores (from NaN/Inf in a vector, or overflow) become -inf
+    in place, so they are never ranked ahead of real scores."""
+    part = s if rows is None else s[rows]
+    bad = np.isnan(part) | np.isposinf(part)
+    if bad.any():
+        part[bad] = -np.inf
+        if rows is not None:
+            s[rows] = part
+
+
 def _sorted_topk(s: np.ndarray, cols: np.ndarray, take: int):
     """Best `take` of each row by (-score, id): a partition, then a sort of
     the few left (a full sort only for rows with ties at the cut)."""
@@ -75,11 +86,19 @@ def _block_topk(s: np.ndarray, start: int, take: int):
     ng = n // _GROUP
     all_cols = None
     if n <= take or ng < 2 * take:
+        _unrank_nonfinite(s)
         all_cols = np.broadcast_to(np.arange(n, dtype=np.int64), s.shape)
         sc, cc = _sorted_topk(s, all_cols, take)
         return sc, cc + start
     main = ng * _GROUP
     gmax = s[:, :main].reshape(rows, _GROUP, ng).max(axis=1)
+    # a group maximum is NaN or +inf when a score in its group is: clean those rows only (free otherwise)
+    dirty = np.flatnonzero((np.isnan(gmax) | np.isposinf(gmax)).any(axis=1))
+    if len(dirty):
+        _unrank_nonfinite(s, dirty)
+        gmax[dirty] = s[dirty, :main].reshape(len(dirty), _GROUP, ng).max(axis=1)
+    if main < n:
+        _unrank_nonfinite(s[:, main:])
     part = np.argpartition(gmax, ng - take, axis=1)[:, ng - take :]
     cut = np.take_along_axis(gmax, part, axis=1).min(axis=1, keepdims=True)
     cols = (part[:, :, None] + ng * np.arange(_GROUP)).reshape(rows, -1)
@@ -93,14 +112,54 @@ def _block_topk(s: np.ndarray, start: int, take: int):
     return sc, cc + start
 
 
+def _faiss_or_none():
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def _faiss_block_topk(faiss, qb: np.ndarray, block: np.ndarray, start: int, take: int, excluded):
+    """_block_topk's answer for inner products, with faiss's exact knn doing the
+    product and the selection (multi-threaded). faiss is asked for one more than
+    needed: where that one ties the last kept (the choice among equal scores
+    would be faiss's), and where a score is +inf, the row is redone by numpy."""
+    n = block.shape[0]
+    extra = max((len(r) for r in excluded if r), default=0) if excluded is not None else 0
+    want = min(take + 1 + extra, n)
+    d, i = faiss.knn(qb, block, want, metric=faiss.METRIC_INNER_PRODUCT)
+    d[i < 0] = -np.inf
+    if extra:
+        for r, rows in enumerate(excluded):
+            if rows:
+                d[r, np.isin(i[r], np.asarray(rows) - start)] = -np.inf
+    order = np.lexsort((i, -d), axis=1)
+    d, i = np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
+    redo = np.isposinf(d).any(axis=1)
+    if want < n:
+        redo |= (d[:, take - 1] == d[:, take]) & ~np.isneginf(d[:, take - 1])
+    d, i = d[:, :take], i[:, :take] + start
+    for r in np.flatnonzero(redo):
+        s = qb[r : r + 1] @ block.T
+        for row in (excluded[r] or ()) if excluded is not None else ():
+            if start <= row < start + n:
+                s[0, row - start] = -np.inf
+        d[r], i[r] = (a[0] for a in _block_topk(s, start, take))
+    return d, i
+
+
 def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=None,
          query_block: int = 1024, index_block: int = 16384, min_score: float | None = None,
-         index_normalized: bool = False):
+         index_normalized: bool = False, engine: str = "numpy"):
     """Top-k rows of `index` for each query: (scores, ids), best first.
 
     metric: cosine (default), dot, or euclidean (score = -distance).
     exclude: for each query, a sequence of index rows never to return (the query
     word itself, the question words of an analogy), or None.
+    engine: numpy (BLAS product + vectorised selection), or faiss (faiss's
+    exact knn for cosine and dot, when installed; the same ids and tie order,
+    scores from faiss's own product, equal to numpy's within float32 rounding).
     Rows with fewer than k candidates are padded with id -1 and score -inf."""
     if metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)}")
@@ -114,6 +173,13 @@ def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=
         raise UsageError(f"queries have {q.shape[1]} dimensions, the index {index.shape[1]}")
     if metric == "cosine":
         q = normalize_rows(q)
+    faiss = _faiss_or_none() if engine == "faiss" and metric != "euclidean" else None
+    if faiss is not None:
+        q = np.ascontiguousarray(q)
+        query_block = max(query_block, 4096)  # faiss's own query block for its BLAS path
+        if (metric == "dot" or index_normalized) and np.asarray(index[:0]).dtype == np.float32:
+            # no copy to make (an mmap stays an mmap): one call over the whole index
+            index_block = max(index_block, n_index)
     out_s = np.full((len(q), k), -np.inf, dtype=np.float32)
     out_i = np.full((len(q), k), -1, dtype=np.int64)
     for qs in range(0, len(q), query_block):
@@ -123,9 +189,16 @@ def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=
             block = np.asarray(index[start : start + index_block], dtype=np.float32)
             if metric == "cosine" and not index_normalized:
                 block = normalize_rows(block)
+            if faiss is not None:
+                excluded = exclude[qs : qs + query_block] if exclude is not None else None
+                s_sel, i_sel = _faiss_block_topk(faiss, qb, np.ascontiguousarray(block), start,
+                                                 min(k, len(block)), excluded)
+                best_s, best_i = _merge_topk(best_s, best_i, s_sel, i_sel, k)
+                continue
             s = qb @ block.T
             if metric == "euclidean":
-                s = -np.sqrt(np.maximum((qb * qb).sum(1)[:, None] - 2 * s + (block * block).sum(1)[None, :], 0))
+                with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf rows are never ranked (_block_topk)
+                    s = -np.sqrt(np.maximum((qb * qb).sum(1)[:, None] - 2 * s + (block * block).sum(1)[None, :], 0))
             if exclude is not None:
                 for r, rows in enumerate(exclude[qs : qs + query_block]):
                     for row in rows or ():
