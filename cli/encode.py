@@ -32,9 +32,9 @@ log = logging.getLogger("vecpipe")
               help="int8 ranges: a .npy of (2, dim) ranges or sample vectors, or a text file to encode for them.")
 @click.option("--ranges-out", type=click.Path(), help="Save the int8 ranges used (default with -o: OUTPUT.ranges.npy).")
 @click.option("--max-tokens", type=click.IntRange(min=16),
-              help="Token budget per batch: padded batch size x longest text (default: 16384 on GPU, 8192 on CPU).")
+              help="Token budget per batch: padded batch size x longest text (default: 65536 on GPU, 8192 on CPU).")
 @click.option("--batch-size", "max_batch", type=click.IntRange(min=1),
-              help="At most this many texts per batch (default: 512 on GPU, 32 on CPU).")
+              help="At most this many texts per batch (default: 1024 on GPU, 32 on CPU).")
 @click.option("--window", type=click.IntRange(min=1), default=10000, show_default=True,
               help="Records read, encoded and written at a time (memory stays flat).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted -o run where it stopped (same input and options; a changed input "
