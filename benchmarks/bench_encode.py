@@ -61,8 +61,8 @@ def bench_transformer(texts, repeat):
     """Both sides in this process with the model loaded and warm: the figure is
     vecpipe's whole stream (read JSONL, batch, encode, write .npy) against
     SentenceTransformer.encode on a list already in memory."""
-    from vecpipe.core.encode import EncodeOptions, run_encode
-    from vecpipe.core.models import TransformerEncoder
+    from vecpipe.core.encode.pipeline import EncodeOptions, run_encode
+    from vecpipe.core.models.transformer import TransformerEncoder
 
     src = OUT / "encode-texts.jsonl"
     src.write_bytes(b"".join(orjson.dumps({"id": i, "text": t}) + b"\n" for i, t in enumerate(texts)))
@@ -106,7 +106,7 @@ def bench_static(texts, repeat):
     import jieba
     from gensim.models import KeyedVectors
 
-    from vecpipe.core.models import load_model
+    from vecpipe.core.models.base import load_model
 
     jieba.setLogLevel(60)
     jieba.initialize()

@@ -72,7 +72,7 @@ def main() -> int:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from vecpipe.core.models import TransformerEncoder
+    from vecpipe.core.models.transformer import TransformerEncoder
 
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     with tempfile.TemporaryDirectory() as tmp:

@@ -58,7 +58,7 @@ sys.exit(rc)
 VECPIPE_SEARCH = """
 import sys, time, json
 import numpy as np
-from vecpipe.core.neighbors import KnnOptions, load_index, search
+from vecpipe.core.search.knn import KnnOptions, load_index, search
 index = load_index(sys.argv[1]); q = np.load(sys.argv[2]); k = int(sys.argv[4])
 t = time.perf_counter(); search(index, q, KnnOptions(k=k, metric="dot")); t = time.perf_counter() - t
 print(json.dumps({"search": t, "n": len(q)}))
@@ -183,9 +183,9 @@ def main() -> int:
 SIM_VECPIPE = """
 import sys, time, json
 import numpy as np
-from vecpipe.core.formats import WordVectors
-from vecpipe.core.models import StaticEncoder
-from vecpipe.core.similarity import SimStats, score_pairs
+from vecpipe.core.vectors.formats import WordVectors
+from vecpipe.core.models.static import StaticEncoder
+from vecpipe.core.search.sim import SimStats, score_pairs
 x = np.load(sys.argv[1]); words = [f"w{i}" for i in range(len(x))]
 rng = np.random.default_rng(0)
 pa = [words[i] for i in rng.integers(0, len(x), 50_000)]; pb = [words[i] for i in rng.integers(0, len(x), 50_000)]

@@ -201,9 +201,9 @@ def task_vecpipe(a) -> dict:
     """vecpipe's TransformerEncoder: encode-only over variants (token budget,
     batch cap, pipeline on/off), then the whole encode stream (JSONL file ->
     .npy, in this process, model already loaded) with the default budget."""
-    from vecpipe.core.batching import Budget
-    from vecpipe.core.encode import EncodeOptions, run_encode
-    from vecpipe.core.models import TransformerEncoder
+    from vecpipe.core.models.batching import Budget
+    from vecpipe.core.encode.pipeline import EncodeOptions, run_encode
+    from vecpipe.core.models.transformer import TransformerEncoder
 
     work = Path(a.work)
     enc = TransformerEncoder(json.loads((work / "meta.json").read_text())["model"], device=a.device, dtype=a.dtype)
@@ -342,7 +342,7 @@ def task_knn_vecpipe(a) -> dict:
     import numpy as np
     import orjson
 
-    from vecpipe.core.neighbors import KnnOptions, load_index, run_knn, topk_torch
+    from vecpipe.core.search.knn import KnnOptions, load_index, run_knn, topk_torch
 
     work = Path(a.work)
     sync = syncer(a.device)

@@ -6,7 +6,7 @@ import logging
 import click
 
 from vecpipe.cli.options import (
-    load_model_from_options, model_options, on_error_option, output_option, text_field_option, unicode_errors_option,
+    model_spec, model_options, on_error_option, output_option, text_field_option, unicode_errors_option,
 )
 
 log = logging.getLogger("vecpipe")
@@ -57,13 +57,13 @@ def encode(src, output, to, text_field, id_field, ids_out, vector_field, normali
       vecpipe encode -m zhihu.vecdir sentences.txt --to npy > vectors.npys
       vecpipe encode -m m3e-base big.jsonl -o big.npy --resume   # cron-safe
     """
-    from vecpipe.core.encode import EncodeOptions, run_encode
+    from vecpipe.core.encode.pipeline import EncodeOptions, run_encode
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.models import catalog_query_prompt
+    from vecpipe.core.models.resolve import catalog_query_prompt
 
     if to is None:
         to = "npy" if output and str(output).endswith(".npy") else "jsonl"
-    encoder = load_model_from_options(**model_opts)
+    encoder = model_spec(**model_opts).load()
     if query:
         if prompt:
             raise UsageError("--query and --prompt both set a prompt; use one")
@@ -78,7 +78,8 @@ def encode(src, output, to, text_field, id_field, ids_out, vector_field, normali
     stats = run_encode(src, output, encoder, opts, ids_out=ids_out, resume=resume, model_name=encoder.name)
     if stats.skipped:
         log.warning("skipped %d bad records (--on-error skip)", stats.skipped)
-    if encoder.kind == "static" and (encoder.empty_texts or encoder.oov_tokens):
-        log.info("%d tokens not in the vocabulary; %d texts had no known word (zero vectors)", encoder.oov_tokens, encoder.empty_texts)
+    oov, empty = stats.counters.get("oov_tokens", 0), stats.counters.get("empty_texts", 0)
+    if oov or empty:
+        log.info("%d tokens not in the vocabulary; %d texts had no known word (zero vectors)", oov, empty)
     rate = stats.records / stats.seconds if stats.seconds else 0.0
     log.info("encoded %d texts in %.1f s (%.0f texts/s)", stats.records, stats.seconds, rate)

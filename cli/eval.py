@@ -7,7 +7,7 @@ import time
 
 import click
 
-from vecpipe.cli.options import load_model_from_options, model_options, on_error_option, output_option, unicode_errors_option
+from vecpipe.cli.options import model_spec, model_options, on_error_option, output_option, unicode_errors_option
 
 log = logging.getLogger("vecpipe")
 
@@ -55,8 +55,8 @@ def _common(f):
 
 def _finish(task, result, *, model, paths, name, output, load_seconds=0.0):
     """Wrap a runner's dict into the full result; table to stderr, JSON out."""
-    from vecpipe.core.evaluate import dumps_result, make_result, summary_table
-    from vecpipe.core.streams import open_output
+    from vecpipe.core.eval.tasks import dumps_result, make_result, summary_table
+    from vecpipe.core.io.streams import open_output
 
     seconds = result.pop("seconds")
     full = make_result(task, model=model, paths=paths, name=name, seconds=seconds, **result)
@@ -68,7 +68,7 @@ def _finish(task, result, *, model, paths, name, output, load_seconds=0.0):
 
 
 def _dataset(arg):
-    from vecpipe.core.evaluate import resolve_dataset
+    from vecpipe.core.eval.tasks import resolve_dataset
 
     return resolve_dataset(arg)
 
@@ -101,8 +101,8 @@ def analogy(dataset, model, method, restrict_vocab, case_insensitive, block, out
       vecpipe eval analogy -m mine.vecdir ca8.morphological --restrict-vocab 300000 -o ca8.json
     """
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.evaluate import load_word_vectors, model_info, run_analogy
-    from vecpipe.core.models import default_spec
+    from vecpipe.core.eval.tasks import load_word_vectors, model_info, run_analogy
+    from vecpipe.core.models.resolve import default_spec
 
     path = _dataset(dataset)
     started = time.perf_counter()
@@ -147,14 +147,14 @@ def similarity(dataset, restrict_vocab, case_insensitive, zero_unknown, score_co
       vecpipe eval similarity -m mine.vecdir wordsim-240.txt
       vecpipe eval similarity -m bge-small-zh wordsim-297.txt -o ws297.json
     """
-    from vecpipe.core.evaluate import load_word_vectors, model_info, run_similarity
-    from vecpipe.core.models import default_spec
+    from vecpipe.core.eval.tasks import load_word_vectors, model_info, run_similarity
+    from vecpipe.core.models.resolve import default_spec
 
     path = _dataset(dataset)
     started = time.perf_counter()
     spec = model_opts["model"] or default_spec()
     wv = load_word_vectors(spec)
-    encoder = None if wv is not None else load_model_from_options(**model_opts)
+    encoder = None if wv is not None else model_spec(**model_opts).load()
     loaded = time.perf_counter() - started
     result = run_similarity(path, wv=wv, encoder=encoder, restrict=restrict_vocab, case_insensitive=case_insensitive,
                             zero_unknown=zero_unknown, score_column=score_column, on_error=on_error,
@@ -194,15 +194,15 @@ def sts(dataset, prompt, fields, columns, output, dataset_label, on_error, unico
       vecpipe eval sts -m bge-small-zh pairs-with-ids.tsv --columns 2,3,4
     """
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.evaluate import model_info, run_sts
-    from vecpipe.core.models import default_spec
+    from vecpipe.core.eval.tasks import model_info, run_sts
+    from vecpipe.core.models.resolve import default_spec
 
     names = tuple(f.strip() for f in fields.split(","))
     if len(names) != 3 or not all(names):
         raise UsageError("--fields takes three names: sentence1,sentence2,label")
     path = _dataset(dataset)
     started = time.perf_counter()
-    encoder = load_model_from_options(**model_opts)
+    encoder = model_spec(**model_opts).load()
     loaded = time.perf_counter() - started
     result = run_sts(encoder, path, prompt=prompt, fields=names, columns=columns, on_error=on_error,
                      unicode_errors=unicode_errors)
@@ -248,8 +248,8 @@ def retrieval(dataset, queries, corpus, qrels, split, query_prompt, no_query_pro
       vecpipe eval retrieval -m m3e-base --queries q.tsv --corpus docs.jsonl --qrels qrels.tsv -o r.json
     """
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.evaluate import find_retrieval_files, model_info, run_retrieval, run_squad_retrieval
-    from vecpipe.core.models import catalog_query_prompt, default_spec
+    from vecpipe.core.eval.tasks import find_retrieval_files, model_info, run_retrieval, run_squad_retrieval
+    from vecpipe.core.models.resolve import catalog_query_prompt, default_spec
 
     if query_prompt and no_query_prompt:
         raise UsageError("--query-prompt and --no-query-prompt contradict each other; use one")
@@ -271,7 +271,7 @@ def retrieval(dataset, queries, corpus, qrels, split, query_prompt, no_query_pro
     if squad is None:
         files = {k: _dataset(v) for k, v in files.items()}
     started = time.perf_counter()
-    encoder = load_model_from_options(**model_opts)
+    encoder = model_spec(**model_opts).load()
     loaded = time.perf_counter() - started
     spec = model_opts["model"] or default_spec()
     if not no_query_prompt and query_prompt is None:
@@ -327,14 +327,14 @@ def classify(data, test_data, folds, test_size, seed, max_per_label, max_iter, C
       vecpipe eval classify -m mine.vecdir train.jsonl --test test.jsonl -o tnews.json
       vecpipe eval classify -m m3e-base news.tsv --folds 5 --max-per-label 2000
     """
-    from vecpipe.core.evaluate import model_info, require_sklearn, run_classify
-    from vecpipe.core.models import default_spec
+    from vecpipe.core.eval.tasks import model_info, require_sklearn, run_classify
+    from vecpipe.core.models.resolve import default_spec
 
     require_sklearn()
     paths = [_dataset(p) for p in data]
     tests = [_dataset(p) for p in test_data] or None
     started = time.perf_counter()
-    encoder = load_model_from_options(**model_opts)
+    encoder = model_spec(**model_opts).load()
     loaded = time.perf_counter() - started
     result = run_classify(encoder, paths, test_paths=tests, folds=folds, test_size=test_size, seed=seed,
                           max_iter=max_iter, C=C, max_per_label=max_per_label, prompt=prompt, text_field=text_field,
@@ -365,8 +365,8 @@ def report(results, output, fmt, layout, metrics, percent):
       vecpipe eval report results/*.json --format tsv --metric spearman -o table.tsv
       vecpipe eval report results/*.json --layout long --percent
     """
-    from vecpipe.core.evaluate import read_results, report_table
-    from vecpipe.core.streams import open_output
+    from vecpipe.core.eval.tasks import read_results, report_table
+    from vecpipe.core.io.streams import open_output
 
     table = report_table(read_results(results), fmt=fmt, layout=layout, metrics=list(metrics) or None, percent=percent)
     with open_output(output) as out:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from vecpipe.core import catalog
+from vecpipe.core.fetch import catalog
 from vecpipe.core.errors import UsageError
 
 
@@ -123,7 +123,7 @@ def fetch(names, list_, info, as_json, kind, language, corpus, convert, from_fil
         raise UsageError("--from registers one file: give exactly one NAME")
     entries = [catalog.get(n) for n in names]  # every name is checked before anything is downloaded
 
-    from vecpipe.core.download import FetchOptions, fetch as fetch_one
+    from vecpipe.core.fetch.download import FetchOptions, fetch as fetch_one
 
     opts = FetchOptions(allow_http=allow_http, timeout=timeout, retries=retries, max_time=max_time)
     for e in entries:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from vecpipe.cli.options import load_model_from_options, model_options, output_option, text_field_option
+from vecpipe.cli.options import model_spec, model_options, output_option, text_field_option
 
 
 @click.command()
@@ -53,12 +53,12 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     import orjson
 
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.models import catalog_query_prompt
-    from vecpipe.core.neighbors import KnnOptions, build_faiss, load_faiss, load_index, run_knn, save_faiss
-    from vecpipe.core.streams import open_output
+    from vecpipe.core.models.resolve import catalog_query_prompt
+    from vecpipe.core.search.knn import KnnOptions, build_faiss, load_faiss, load_index, run_knn, save_faiss
+    from vecpipe.core.io.streams import open_output
 
     needs_model = model_opts["model"] is not None or index_path is None
-    encoder = load_model_from_options(**model_opts) if needs_model else None
+    encoder = model_spec(**model_opts).load() if needs_model else None
     if use_query_prompt and not prompt and encoder is not None:
         prompt = catalog_query_prompt(model_opts["model"]) or getattr(encoder, "query_prompt", None)
     if save_index and not faiss_spec:
@@ -77,7 +77,7 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
                 save_faiss(index, save_index)
     device = model_opts["device"]
     if device == "auto":
-        device = encoder.devices[0] if encoder is not None and encoder.kind == "transformer" else "cpu"
+        device = encoder.device if encoder is not None else "cpu"  # the index goes where the model runs
     opts = KnnOptions(k=k, metric=metric, min_score=min_score, exclude_self=exclude_self, text_field=text_field,
                       id_field=id_field, device=device, nprobe=nprobe, prompt=prompt)
     results = run_knn(list(queries), src, index, encoder, opts, analogy_method=method if analogy_flag else None)

@@ -15,7 +15,8 @@ import threading
 import click
 
 from vecpipe import __version__
-from vecpipe.core import errors, progress
+from vecpipe.core import errors
+from vecpipe.core.io import progress
 
 # name -> ("module:attribute", short help). A command's module (and what it
 # imports) loads only when that command runs or its own help is asked for;

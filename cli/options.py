@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from vecpipe.core.formats import ALIASES, FORMATS
+from vecpipe.core.vectors.formats import ALIASES, FORMATS
 
 FORMAT_CHOICE = click.Choice(list(FORMATS) + list(ALIASES), case_sensitive=False)
 FORMAT_NAMES = ", ".join(FORMATS) + " (aliases: " + ", ".join(f"{a}={t}" for a, t in ALIASES.items()) + ")"
@@ -12,7 +12,7 @@ FORMAT_NAMES = ", ".join(FORMATS) + " (aliases: " + ", ".join(f"{a}={t}" for a, 
 def _check_file_output(ctx, param, value):
     """Refuse at once (exit 73) a file output that would replace a folder, not after the work."""
     if value not in (None, "-"):
-        from vecpipe.core.streams import check_output
+        from vecpipe.core.io.streams import check_output
 
         check_output(value)
     return value
@@ -46,7 +46,7 @@ def unicode_errors_option(f):
 
 
 def model_options(f):
-    """-m and the options of core.models.load_model, shared by encode, sim, knn and eval."""
+    """-m and every model option (a core.models.base.ModelSpec), shared by encode, sim, knn and eval."""
     decorators = [
         click.option("-m", "--model", "model", metavar="MODEL", envvar="VECPIPE_MODEL",
                      help="A vecdir or word-vector file, a sentence-transformers folder, builtin:NAME, a catalog "
@@ -79,10 +79,11 @@ def text_field_option(f):
     return click.option("--text-field", default="text", show_default=True, help="The field of each JSONL record that holds the text.")(f)
 
 
-def load_model_from_options(model, device, torch_dtype, max_length, pooling, tokenize, oov, normalize_words, sif,
-                            trust_remote_code, allow_download, **extra):
-    from vecpipe.core.models import load_model
+def model_spec(model, device, torch_dtype, max_length, pooling, tokenize, oov, normalize_words, sif,
+               trust_remote_code, allow_download, **_):
+    """The ModelSpec the -m options describe (plain data: load it with .load())."""
+    from vecpipe.core.models.base import ModelSpec
 
-    return load_model(model, device=device, dtype=torch_dtype, max_length=max_length, tokenize=tokenize, oov=oov,
-                      normalize_words=normalize_words, sif=sif, pooling=pooling, trust_remote_code=trust_remote_code,
-                      allow_download=allow_download, **extra)
+    return ModelSpec(model, device=device, dtype=torch_dtype, max_length=max_length, tokenize=tokenize, oov=oov,
+                     normalize_words=normalize_words, sif=sif, pooling=pooling, trust_remote_code=trust_remote_code,
+                     allow_download=allow_download)

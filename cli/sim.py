@@ -5,7 +5,7 @@ import logging
 
 import click
 
-from vecpipe.cli.options import load_model_from_options, model_options, output_option, text_field_option
+from vecpipe.cli.options import model_spec, model_options, output_option, text_field_option
 
 
 def _print_distribution(dist: dict) -> None:
@@ -58,13 +58,13 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
     import numpy as np
     import orjson
 
-    from vecpipe.core.encode import EncodeOptions, encode_texts
+    from vecpipe.core.encode.pipeline import EncodeOptions, encode_texts
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.similarity import (
+    from vecpipe.core.search.sim import (
         SimStats, distribution, matrix_scores, pair_scores, plot_distribution, read_pairs, read_side, read_texts,
         score_pairs,
     )
-    from vecpipe.core.streams import (
+    from vecpipe.core.io.streams import (
         atomic_path, open_output, write_npy_block,
     )
 
@@ -84,7 +84,7 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
             for i in range(0, len(s), window):
                 out.write(b"".join(dumps({"row": i + j, "score": v}) for j, v in enumerate(s[i : i + window])))
     else:
-        encoder = load_model_from_options(**model_opts)
+        encoder = model_spec(**model_opts).load()
         if matrix:
             records, texts = read_texts(src, text_field)
             x = encode_texts(encoder, texts, enc_opts)

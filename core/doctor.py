@@ -34,7 +34,7 @@ def report(devices: bool = True) -> dict:
     """A dict of facts; `devices` imports torch to list CUDA/MPS devices."""
     from vecpipe import __version__
 
-    from . import catalog
+    from vecpipe.core.fetch import catalog
 
     info = {
         "vecpipe": __version__,

@@ -6,6 +6,7 @@ raises these and never exits or prints.
 from __future__ import annotations
 
 import os
+import re
 
 EX_OK = 0
 EX_USAGE = 64
@@ -76,3 +77,12 @@ class LockedError(VecpipeError):
     """Another run holds the lock on the same output (try again later)."""
 
     exit_code = EX_TEMPFAIL
+
+
+def error_gist(exc: BaseException, limit: int = 200) -> str:
+    """The gist of a library's exception: its first line, no terminal colours."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    if len(line) > limit:
+        line = line[: limit - 3].rstrip() + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__

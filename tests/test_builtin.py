@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, REPO, run_vecpipe
-from vecpipe.core.models import load_model
+from vecpipe.core.models.base import load_model
 
 BUILTIN = REPO / "core" / "builtin" / "zh-classic"
 

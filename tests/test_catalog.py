@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, REPO
-from vecpipe.core import catalog
+from vecpipe.core.fetch import catalog
 from vecpipe.core.errors import DataError, UsageError
 
 RAW = catalog.load_raw()
@@ -236,14 +236,14 @@ def test_overlay_catalog_adds_and_overrides(monkeypatch, tmp_path):
 def test_catalog_ships_as_package_data():
     tomllib = pytest.importorskip("tomllib")
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    assert "catalog.json" in config["tool"]["setuptools"]["package-data"]["vecpipe.core"]
+    assert "catalog.json" in config["tool"]["setuptools"]["package-data"]["vecpipe.core.fetch"]
     assert catalog.CATALOG_FILE.parent == Path(catalog.__file__).parent
 
 
 def test_catalog_module_is_light():
     import subprocess
 
-    code = ("import sys; from vecpipe.core import catalog; catalog.entries(); catalog.resolve_local('bge-small-zh');"
+    code = ("import sys; from vecpipe.core.fetch import catalog; catalog.entries(); catalog.resolve_local('bge-small-zh');"
             "print([m for m in ('numpy', 'huggingface_hub', 'urllib.request', 'torch') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vecpipe.core.batching import Budget, run_batches
-from vecpipe.core.models import TransformerEncoder
+from vecpipe.core.models.batching import Budget, run_batches
+from vecpipe.core.models.transformer import TransformerEncoder
 
 TEXTS = ["今天北京的天气很好。", "我爱自然语言处理", "上海", "一二三四五六七八九十" * 5, "向量", "A quick test",
          "北京是中国的首都，也是一座历史悠久的城市。", "好"]
@@ -95,8 +95,8 @@ def test_run_batches_prepare_error_is_raised_not_swallowed():
 def test_topk_torch_equals_numpy(dtype):
     import torch
 
-    from vecpipe.core.neighbors import topk_torch
-    from vecpipe.core.search import topk
+    from vecpipe.core.search.knn import topk_torch
+    from vecpipe.core.search.topk import topk
 
     rng = np.random.default_rng(1)
     index = rng.standard_normal((3000, 32)).astype(np.float32)

@@ -13,14 +13,15 @@ from gensim.models import KeyedVectors
 from scipy import stats
 
 from conftest import cjk_words, run_vecpipe
-from vecpipe.core import metrics as M
+from vecpipe.core.eval import metrics as M
 from vecpipe.core.errors import DataError, UnavailableError
-from vecpipe.core.evaluate import (
+from vecpipe.core.eval.tasks import (
     read_analogies, read_qrels, read_sentence_pairs, read_texts_by_id, report_table, run_analogy, run_classify,
     run_retrieval, run_similarity, run_sts,
 )
-from vecpipe.core.formats import WordVectors, write_vectors
-from vecpipe.core.models import TransformerEncoder, load_model
+from vecpipe.core.vectors.formats import WordVectors, write_vectors
+from vecpipe.core.models.base import Encoded, load_model
+from vecpipe.core.models.transformer import TransformerEncoder
 
 
 # ---------------------------------------------------------------- planted analogies
@@ -378,7 +379,7 @@ def test_retrieval_excludes_identical_ids_and_uses_query_prompt(tmp_path):
     class Fake:
         """A transformer-like encoder: 苹果 texts on one side, the rest near it."""
 
-        kind, dim = "transformer", 2
+        kind, dim, word_vectors = "transformer", 2, None
 
         def __init__(self):
             self.calls = []
@@ -386,10 +387,10 @@ def test_retrieval_excludes_identical_ids_and_uses_query_prompt(tmp_path):
         def default_budget(self):
             return None
 
-        def encode(self, texts, prompt=None, normalize=False, truncate_dim=None, budget=None):
+        def encode_batch(self, texts, prompt=None, normalize=False, truncate_dim=None, budget=None):
             self.calls.append((list(texts), prompt))
             x = np.array([[1.0, 0.1] if "苹果" in t else [0.9, 0.5] for t in texts], dtype=np.float32)
-            return x / np.linalg.norm(x, axis=1, keepdims=True) if normalize else x
+            return Encoded(x / np.linalg.norm(x, axis=1, keepdims=True) if normalize else x, {})
 
     enc = Fake()
     res = run_retrieval(enc, queries, corpus, qrels, query_prompt="查询：")
@@ -563,7 +564,7 @@ def test_classify_cli_with_test_file(tmp_path, topic_vecdir, labelled):
 
 
 def test_classify_without_sklearn_says_how_to_install(monkeypatch):
-    from vecpipe.core.evaluate import require_sklearn
+    from vecpipe.core.eval.tasks import require_sklearn
 
     monkeypatch.setitem(sys.modules, "sklearn", None)
     with pytest.raises(UnavailableError, match=r"pip install 'vecpipe\[classify\]'"):
@@ -646,7 +647,7 @@ def test_similarity_with_an_encoder_encodes_each_word_once(pairs_set):
     row = {w: i for i, w in enumerate(vocab)}
 
     class Fake:
-        kind, dim = "transformer", x.shape[1]
+        kind, dim, word_vectors = "transformer", x.shape[1], None
 
         def __init__(self):
             self.seen = []
@@ -654,10 +655,10 @@ def test_similarity_with_an_encoder_encodes_each_word_once(pairs_set):
         def default_budget(self):
             return None
 
-        def encode(self, texts, prompt=None, normalize=False, truncate_dim=None, budget=None):
+        def encode_batch(self, texts, prompt=None, normalize=False, truncate_dim=None, budget=None):
             self.seen += texts
             v = np.array([x[row[t]] if t in row else np.ones(x.shape[1]) for t in texts], dtype=np.float32)
-            return v / np.linalg.norm(v, axis=1, keepdims=True) if normalize else v
+            return Encoded(v / np.linalg.norm(v, axis=1, keepdims=True) if normalize else v, {})
 
     enc = Fake()
     res = run_similarity(path, encoder=enc)

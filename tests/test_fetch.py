@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from conftest import cjk_words, run_vecpipe, write_w2v_text
-from vecpipe.core import catalog
-from vecpipe.core import download as dl
-from vecpipe.core.catalog import Entry
+from vecpipe.core.fetch import catalog
+from vecpipe.core.fetch import download as dl
+from vecpipe.core.fetch.catalog import Entry
 from vecpipe.core.errors import DataError, UnavailableError, UsageError
-from vecpipe.core.formats import read_vectors
+from vecpipe.core.vectors.formats import read_vectors
 
 
 # ---------------------------------------------------------------- the server

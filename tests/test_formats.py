@@ -10,9 +10,9 @@ import pytest
 from gensim.models import KeyedVectors
 
 from conftest import cjk_words, write_w2v_text
-from vecpipe.core.convert import ConvertOptions, convert
+from vecpipe.core.vectors.convert import ConvertOptions, convert
 from vecpipe.core.errors import DataError
-from vecpipe.core.formats import (
+from vecpipe.core.vectors.formats import (
     FORMATS,
     ReadStats,
     WordVectors,
@@ -21,7 +21,7 @@ from vecpipe.core.formats import (
     read_vectors,
     write_vectors,
 )
-from vecpipe.core.streams import open_input
+from vecpipe.core.io.streams import open_input
 
 SUFFIX = {"word2vec": ".txt", "glove": ".glove.txt", "word2vec-bin": ".bin", "sparse": ".sparse.txt", "jsonl": ".jsonl", "vecdir": ".vecdir"}
 
@@ -250,7 +250,7 @@ def test_nonfinite_values_are_refused_not_written(tmp_path):
 
 def test_large_file_uses_fast_and_careful_paths_alike(tmp_path, monkeypatch):
     """Chunks that the fast parser accepts and ones it refuses give the same rows."""
-    import vecpipe.core.formats as formats
+    import vecpipe.core.vectors.formats as formats
 
     words = cjk_words(3000, seed=3)
     x = np.random.default_rng(1).standard_normal((3000, 8)).astype(np.float32)

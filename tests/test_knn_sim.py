@@ -7,9 +7,9 @@ import pytest
 from gensim.models import KeyedVectors
 
 from conftest import run_vecpipe
-from vecpipe.core.formats import read_vectors, write_vectors
-from vecpipe.core.neighbors import topk_torch
-from vecpipe.core.search import topk
+from vecpipe.core.vectors.formats import read_vectors, write_vectors
+from vecpipe.core.search.knn import topk_torch
+from vecpipe.core.search.topk import topk
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_torch_path_equals_numpy():
 
 def test_faiss_flat_equals_exact_and_hnsw_recall(tmp_path):
     pytest.importorskip("faiss")
-    from vecpipe.core.neighbors import Index, KnnOptions, build_faiss, faiss_search
+    from vecpipe.core.search.knn import Index, KnnOptions, build_faiss, faiss_search
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3000, 32)).astype(np.float32)
@@ -192,7 +192,7 @@ def test_catalog_names_resolve_for_knn_and_encode(tmp_path, pku, monkeypatch):
 
 
 def test_index_kept_on_the_device_gives_the_same_answer():
-    from vecpipe.core.neighbors import Index
+    from vecpipe.core.search.knn import Index
 
     rng = np.random.default_rng(9)
     x = rng.standard_normal((3000, 16)).astype(np.float32)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from vecpipe.core.search import analogy, topk
+from vecpipe.core.search.topk import analogy, topk
 
 
 def brute(q, x, k, metric):

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from vecpipe.core.errors import DataError
-from vecpipe.core.streams import (
+from vecpipe.core.io.streams import (
     NpyStreamWriter,
     atomic_path,
     is_npy,

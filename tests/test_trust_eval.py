@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vecpipe.core import metrics as M
-from vecpipe.core.catalog import find
+from vecpipe.core.eval import metrics as M
+from vecpipe.core.fetch.catalog import find
 from vecpipe.core.errors import DataError
-from vecpipe.core.evaluate import read_sentence_pairs, read_squad, report_table, run_similarity, run_squad_retrieval
-from vecpipe.core.formats import WordVectors, write_vectors
-from vecpipe.core.models import load_model
+from vecpipe.core.eval.tasks import read_sentence_pairs, read_squad, report_table, run_similarity, run_squad_retrieval
+from vecpipe.core.vectors.formats import WordVectors, write_vectors
+from vecpipe.core.models.base import load_model
 
 TOPICS = ["苹果", "香蕉", "汽车", "火车", "音乐", "电影"]
 
@@ -414,7 +414,7 @@ def test_analogy_invalid_utf8_is_65_with_line(invoke, topics, tmp_path):
 
 
 def test_classify_csv_and_named_headers(tmp_path):
-    from vecpipe.core.evaluate import read_labelled
+    from vecpipe.core.eval.tasks import read_labelled
 
     csv_path = tmp_path / "waimai_10k.csv"  # label,review with quoted commas and a BOM
     csv_path.write_bytes(b"\xef\xbb\xbf" + 'label,review\r\n1,"很快,好吃"\r\n0,"送餐慢，""凉了"""\r\n'.encode())

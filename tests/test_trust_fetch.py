@@ -11,8 +11,8 @@ import pytest
 
 from conftest import run_vecpipe
 from test_fetch import FAST, _Handler, _overlay, _tar_gz, cache_files, home, random_bytes, server, sha  # noqa: F401 - fixtures
-from vecpipe.core import catalog
-from vecpipe.core import download as dl
+from vecpipe.core.fetch import catalog
+from vecpipe.core.fetch import download as dl
 from vecpipe.core.errors import UnavailableError
 
 
@@ -378,7 +378,7 @@ def test_encode_fetch_from_an_unreachable_hub_fails_fast_with_69(dead_endpoint, 
     import huggingface_hub.constants
     import sentence_transformers  # noqa: F401 - imported before the clock starts
 
-    from vecpipe.core.models import load_model
+    from vecpipe.core.models.base import load_model
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", dead_endpoint)

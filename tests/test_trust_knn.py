@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from vecpipe.core.search import topk
+from vecpipe.core.search.topk import topk
 
 
 def jsonl(out):
@@ -268,7 +268,7 @@ def test_fewer_ids_than_rows_is_65_naming_both_counts(invoke, rand8, tmp_path, k
 
 def test_topk_torch_never_ranks_nan_first():
     pytest.importorskip("torch")
-    from vecpipe.core.neighbors import topk_torch
+    from vecpipe.core.search.knn import topk_torch
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((300, 8)).astype(np.float32)
@@ -315,7 +315,7 @@ def test_faiss_engine_equals_exact_reference_with_ties_and_exclusions(metric):
 
 def test_knn_cli_uses_faiss_exact_search_when_installed(invoke, rand8, monkeypatch):
     pytest.importorskip("faiss")
-    import vecpipe.core.search as search_mod
+    import vecpipe.core.search.topk as search_mod
 
     x, path = rand8
     calls = []
@@ -338,7 +338,7 @@ def test_gpu_branch_searches_query_blocks_of_1024_with_their_exclusions(monkeypa
     """search() on a CUDA device hands torch 1024 queries at a time (the block
     of 4096 would need a 4x larger score matrix); run here with torch on the CPU."""
     pytest.importorskip("torch")
-    import vecpipe.core.neighbors as nb
+    import vecpipe.core.search.knn as nb
 
     rng = np.random.default_rng(2)
     x = rng.standard_normal((500, 8)).astype(np.float32)

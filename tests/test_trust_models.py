@@ -4,10 +4,11 @@ missing local paths."""
 import numpy as np
 import pytest
 
-from vecpipe.core.encode import int8_ranges, quantize
-from vecpipe.core.formats import WordVectors, write_vectors
-from vecpipe.core.models import StaticEncoder, load_model
-from vecpipe.core.segment import LongestMatch
+from vecpipe.core.encode.pipeline import int8_ranges, quantize
+from vecpipe.core.vectors.formats import WordVectors, write_vectors
+from vecpipe.core.models.base import load_model
+from vecpipe.core.models.static import StaticEncoder
+from vecpipe.core.models.segment import LongestMatch
 
 
 def _vocab(words):
@@ -70,10 +71,12 @@ def test_oov_char_on_the_default_segmenter(digits_vecdir):
     skip = StaticEncoder(wv, oov="skip")
     char = StaticEncoder(wv, oov="char")
     # "456" is one unknown token: skip drops it, char keeps its known characters 4 and 5
-    np.testing.assert_allclose(skip.encode(["456"]), [[0, 0, 0]])
-    assert skip.oov_tokens == 1 and skip.empty_texts == 1
-    np.testing.assert_allclose(char.encode(["456"]), [[0.5, 0.5, 0]])
-    assert char.oov_tokens == 1  # the one unknown character 6
+    x, counters = skip.encode_batch(["456"])
+    np.testing.assert_allclose(x, [[0, 0, 0]])
+    assert counters == {"oov_tokens": 1, "empty_texts": 1}
+    x, counters = char.encode_batch(["456"])
+    np.testing.assert_allclose(x, [[0.5, 0.5, 0]])
+    assert counters == {"oov_tokens": 1, "empty_texts": 0}  # the one unknown character 6
     # a known word is never split; a mixed line keeps the CJK words found
     np.testing.assert_allclose(char.encode(["ab北京45"]), [[8 / 4, 8 / 4, 8 / 4]])
     np.testing.assert_allclose(skip.encode(["ab北京45"]), [[7 / 2, 7 / 2, 8 / 2]])
@@ -167,7 +170,7 @@ def tiny_bert(tmp_path_factory):
 
 
 def test_long_line_equals_the_line_cut_to_the_bound(tiny_bert):
-    from vecpipe.core.models import TransformerEncoder, char_bound
+    from vecpipe.core.models.transformer import TransformerEncoder, char_bound
 
     enc = TransformerEncoder(tiny_bert, device="cpu")
     cap = enc.model.max_seq_length
@@ -187,7 +190,7 @@ def test_a_2mb_line_is_fast_and_small(tiny_bert):
     import resource
     import time
 
-    from vecpipe.core.models import TransformerEncoder
+    from vecpipe.core.models.transformer import TransformerEncoder
 
     enc = TransformerEncoder(tiny_bert, device="cpu")
     text = ("北京上海天气好 hello world " * 120_000)[:2_000_000]
@@ -203,7 +206,7 @@ def test_a_2mb_line_is_fast_and_small(tiny_bert):
 
 def test_long_whitespace_before_the_words_is_not_cut_away(tiny_bert):
     """Characters the tokenizer drops (a long run of spaces) do not make the cut lose words."""
-    from vecpipe.core.models import TransformerEncoder, char_bound
+    from vecpipe.core.models.transformer import TransformerEncoder, char_bound
 
     enc = TransformerEncoder(tiny_bert, device="cpu")
     text = " " * (4 * char_bound(enc.model.max_seq_length)) + "北京天气好" * 100
@@ -425,7 +428,7 @@ def test_max_length_beyond_the_model_is_a_usage_error(invoke, tiny_bert, text_in
 def test_a_cuda_device_that_is_not_there(monkeypatch):
     import torch
 
-    from vecpipe.core.batching import choose_devices
+    from vecpipe.core.models.batching import choose_devices
     from vecpipe.core.errors import UnavailableError, UsageError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -455,7 +458,7 @@ def minilm():
 
 def test_long_english_line_with_minilm_equals_sentence_transformers(minilm):
     """Word pieces, spaces and punctuation: the cut gives what sentence-transformers gives on the whole line."""
-    from vecpipe.core.models import TransformerEncoder, char_bound
+    from vecpipe.core.models.transformer import TransformerEncoder, char_bound
 
     enc = TransformerEncoder(minilm, device="cpu")
     words = ["internationalization", "weather", "Shanghai", "unbelievably", ",", "the", "北京", "x" * 30, "42"]

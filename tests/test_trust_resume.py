@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from conftest import DATA, run_vecpipe
-from vecpipe.core.formats import WordVectors, write_vectors
+from vecpipe.core.vectors.formats import WordVectors, write_vectors
 
 PY = [sys.executable, "-m", "vecpipe"]
 BOM = b"\xef\xbb\xbf"
@@ -378,7 +378,7 @@ def test_bom_jsonl_sim(tmp_path, tiny_vecdir, via):
 
 
 def test_bom_text_lines_and_ids(tmp_path, tiny_vecdir):
-    from vecpipe.core.streams import iter_lines, open_input, read_numbered_records
+    from vecpipe.core.io.streams import iter_lines, open_input, read_numbered_records
 
     src = tmp_path / "t.txt"
     src.write_bytes(BOM + "北京\n上海\n".encode())
@@ -399,7 +399,7 @@ def test_bom_text_lines_and_ids(tmp_path, tiny_vecdir):
 def test_a_signal_wins_over_a_later_data_error(invoke, tmp_path, tiny_vecdir, monkeypatch, sig, code, word):
     """A library that swallows the KeyboardInterrupt and fails with its own error
     (as a parser meeting EOF does) must still end as an interruption."""
-    import vecpipe.core.encode as enc
+    import vecpipe.core.encode.pipeline as enc
     from vecpipe.core.errors import DataError
 
     def swallowing(*args, **kwargs):
@@ -445,7 +445,7 @@ def test_bom_is_not_part_of_the_first_word_in_training(tmp_path):
 
 
 def test_an_eof_error_without_a_signal_is_not_an_interruption(invoke, tiny_vecdir, monkeypatch):
-    import vecpipe.core.encode as enc
+    import vecpipe.core.encode.pipeline as enc
 
     def eof(*args, **kwargs):
         raise EOFError("Compressed file ended before the end-of-stream marker was reached")

@@ -37,13 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from .convert import output_format_for
-from .errors import DataError, NoInputError, UsageError
-from .formats import WordVectors, vecdir_replaceable, write_vectors
-from .progress import progress
-from .streams import atomic_path, check_distinct, display_name, open_input
-from .segment import make_tokenizer
+from vecpipe import __version__
+from vecpipe.core.vectors.convert import output_format_for
+from vecpipe.core.errors import DataError, NoInputError, UsageError
+from vecpipe.core.vectors.formats import WordVectors, vecdir_replaceable, write_vectors
+from vecpipe.core.io.progress import progress
+from vecpipe.core.io.streams import atomic_path, check_distinct, display_name, open_input
+from vecpipe.core.models.segment import make_tokenizer
 
 log = logging.getLogger("vecpipe")
 

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from . import metrics as M
-from . import pairs as P
-from .errors import DataError, NoInputError, UnavailableError, UsageError
-from .progress import progress
-from .streams import display_name, iter_lines, open_input, read_numbered_records
+from vecpipe.core.eval import metrics as M
+from vecpipe.core.io import pairs as P
+from vecpipe.core.errors import DataError, NoInputError, UnavailableError, UsageError
+from vecpipe.core.io.progress import progress
+from vecpipe.core.io.streams import display_name, iter_lines, open_input, read_numbered_records
 
 log = logging.getLogger("vecpipe")
 
@@ -119,7 +119,7 @@ def resolve_dataset(arg) -> Path:
     if p.exists():
         return p
     try:
-        from . import catalog
+        from vecpipe.core.fetch import catalog
     except ImportError:  # pragma: no cover - catalog not built
         catalog = None
     entry = catalog.find(str(arg)) if catalog is not None else None
@@ -194,11 +194,9 @@ def make_result(task: str, *, model: dict, paths, metrics: dict, headline: list[
 def load_word_vectors(spec):
     """The WordVectors of a static model spec (no tokenizer is built), or None
     when the spec names a transformer."""
-    from .formats import read_vectors
-    from .models import resolve_spec
+    from vecpipe.core.models.static import read_word_vectors
 
-    kind, location = resolve_spec(spec)
-    return read_vectors(location) if kind == "static" else None
+    return read_word_vectors(spec)
 
 
 def model_info(spec, encoder=None, wv=None) -> dict:
@@ -206,9 +204,7 @@ def model_info(spec, encoder=None, wv=None) -> dict:
     if wv is not None:
         info.update(kind="static", dim=int(wv.dim), vocab=len(wv))
     elif encoder is not None:
-        info.update(kind=encoder.kind, dim=int(encoder.dim))
-        if encoder.kind == "static":
-            info["vocab"] = len(encoder.wv)
+        info.update({k: v for k, v in encoder.describe().items() if k != "name"})
     return info
 
 
@@ -217,21 +213,21 @@ def dumps_result(result: dict) -> bytes:
 
 
 def encode_all(encoder, texts: list[str], *, prompt: str | None = None, normalize: bool = True,
-               window: int = 4096, desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+               window: int = 4096, desc: str | None = None, counters: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Encode each distinct text once: (vectors of the distinct texts, the row
-    of each input text)."""
-    from .encode import EncodeOptions, encode_texts
+    of each input text); the encoder's counters are added to `counters`."""
+    from vecpipe.core.encode.pipeline import EncodeOptions, encode_texts
 
     pos: dict[str, int] = {}
     rows = np.fromiter((pos.setdefault(t, len(pos)) for t in texts), dtype=np.int64, count=len(texts))
     uniq = list(pos)
     opts = EncodeOptions(prompt=prompt, normalize=normalize)
-    budget = encoder.default_budget() if encoder.kind == "transformer" else None
+    budget = encoder.default_budget()
     out = np.empty((len(uniq), encoder.dim), dtype=np.float32)
     bar = progress(total=len(uniq), desc=desc, unit="text", leave=False)
     for s in range(0, len(uniq), window):
         chunk = uniq[s : s + window]
-        out[s : s + len(chunk)] = encode_texts(encoder, chunk, opts, budget)
+        out[s : s + len(chunk)] = encode_texts(encoder, chunk, opts, budget, counters)
         bar.update(len(chunk))
     bar.close()
     return out, rows
@@ -311,7 +307,7 @@ def run_analogy(wv, path, *, methods=("add", "mul"), restrict: int | None = None
     """Accuracy of 3CosAdd / 3CosMul per category and in total.
 
     Returns a dict with metrics, counts and categories (see make_result)."""
-    from .search import analogy
+    from vecpipe.core.search.topk import analogy
 
     if wv.is_sparse:
         raise UsageError("analogy needs dense vectors; make dense ones from sparse PPMI first "
@@ -539,14 +535,14 @@ def run_sts(encoder, path, *, prompt: str | None = None, fields=("sentence1", "s
     started = time.perf_counter()
     s1, s2, labels, bad_lines = read_sentence_pairs(path, fields=fields, columns=columns, on_error=on_error,
                                                     unicode_errors=unicode_errors)
-    empty_before = getattr(encoder, "empty_texts", 0)
-    x, rows = encode_all(encoder, s1 + s2, prompt=prompt, normalize=True, desc="sentences")
+    counters: dict = {}
+    x, rows = encode_all(encoder, s1 + s2, prompt=prompt, normalize=True, desc="sentences", counters=counters)
     e1, e2 = x[rows[: len(s1)]], x[rows[len(s1) :]]
     cos = (e1 * e2).sum(axis=1).astype(np.float64)
     metrics = {"spearman": M.spearman(labels, M.tied(cos)), "pearson": M.pearson(labels, cos)}
     counts = {"pairs": len(s1), "sentences": int(x.shape[0]), "bad_lines": bad_lines}
-    if encoder.kind == "static":
-        counts["no_known_word"] = int(getattr(encoder, "empty_texts", 0) - empty_before)
+    if "empty_texts" in counters:
+        counts["no_known_word"] = int(counters["empty_texts"])
     params = {"prompt": prompt, "columns": columns, "rank_decimals": M.SCORE_DECIMALS}
     return {"metrics": metrics, "headline": ["spearman"], "counts": counts, "params": params,
             "seconds": time.perf_counter() - started}
@@ -776,7 +772,7 @@ def run_squad_retrieval(encoder, path, *, query_prompt: str | None = None, corpu
 
 def _score_retrieval(encoder, queries: dict, corpus: dict, qrels: dict, judgments: int, *, query_prompt, corpus_prompt,
                      depth: int, ignore_identical_ids: bool, queries_name: str, qrels_name: str) -> dict:
-    from .search import topk
+    from vecpipe.core.search.topk import topk
 
     judged = [q for q, rels in qrels.items() if any(r > 0 for r in rels.values())]
     no_text = [q for q in judged if q not in queries]

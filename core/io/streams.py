@@ -16,26 +16,13 @@ from typing import IO, Iterable, Iterator
 import numpy as np
 import orjson
 
-from .errors import CannotCreateError, DataError, LockedError, NoInputError, OutputError, UsageError
+from vecpipe.core.io.compression import compression_by_name, compression_of
+from vecpipe.core.errors import CannotCreateError, DataError, LockedError, NoInputError, OutputError, UsageError
 
 NPY_MAGIC = b"\x93NUMPY"
-_COMPRESSION_MAGIC = {
-    b"BZh": "bz2",
-    b"\x1f\x8b": "gz",
-    b"\xfd7zXZ\x00": "xz",
-    b"PK\x03\x04": "zip",
-}
-_COMPRESSED_SUFFIXES = {".bz2": "bz2", ".gz": "gz", ".xz": "xz", ".zip": "zip"}
-
 
 def display_name(path) -> str:
     return "<stdin>" if path in (None, "-") else str(path)
-
-
-def strip_compression_suffix(name: str) -> str:
-    """'sgns.zhihu.word.bz2' -> 'sgns.zhihu.word' (used for format detection by name)."""
-    p = Path(name)
-    return p.stem if p.suffix.lower() in _COMPRESSED_SUFFIXES else p.name
 
 
 def _peekable(raw: IO[bytes]) -> io.BufferedReader:
@@ -61,7 +48,7 @@ def open_input(path) -> io.BufferedReader:
         except PermissionError:
             raise NoInputError(f"{name}: permission denied") from None
     head = raw.peek(8)[:8]
-    kind = next((k for magic, k in _COMPRESSION_MAGIC.items() if head.startswith(magic)), None)
+    kind = compression_of(head)
     if kind is None:
         fh = raw
     elif kind == "bz2":
@@ -373,7 +360,7 @@ def open_output(path, *, compress_by_suffix: bool = True):
         yield out
         out.flush()
         return
-    kind = _COMPRESSED_SUFFIXES.get(Path(path).suffix.lower()) if compress_by_suffix else None
+    kind = compression_by_name(path) if compress_by_suffix else None
     if kind == "zip":
         raise UsageError(f"{path}: writing .zip is not supported; use .gz, .bz2 or .xz")
     with atomic_path(path) as tmp:

@@ -30,9 +30,10 @@ from typing import IO, Iterable
 import numpy as np
 import orjson
 
-from .errors import DataError, NoInputError, UsageError
-from .progress import progress
-from .streams import NPY_MAGIC, atomic_path, display_name, open_input, open_output, strip_compression_suffix
+from vecpipe.core.errors import DataError, NoInputError, UsageError
+from vecpipe.core.io.progress import progress
+from vecpipe.core.io.compression import strip_compression_suffix
+from vecpipe.core.io.streams import NPY_MAGIC, atomic_path, display_name, open_input, open_output
 
 log = logging.getLogger("vecpipe")
 

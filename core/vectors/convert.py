@@ -7,13 +7,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import __version__
-from .errors import DataError, UsageError
-from .formats import (
+from vecpipe import __version__
+from vecpipe.core.errors import DataError, UsageError
+from vecpipe.core.vectors.formats import (
     ReadStats, WordVectors, canonical_format, nonfinite_rows, read_vectors, vecdir_replaceable, write_vectors,
 )
-from .search import normalize_rows
-from .streams import check_output, display_name, is_special_output, iter_lines, open_input
+from vecpipe.core.search.topk import normalize_rows
+from vecpipe.core.io.streams import check_output, display_name, is_special_output, iter_lines, open_input
 
 log = logging.getLogger("vecpipe")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UnavailableError, UsageError
+from vecpipe.core.errors import UnavailableError, UsageError
 
 log = logging.getLogger("vecpipe")
 

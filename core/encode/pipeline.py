@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .errors import DataError, NoInputError, UsageError
-from .progress import progress
-from .search import normalize_rows
-from .streams import (
+from vecpipe.core.io.records import OnError
+from vecpipe.core.models.base import add_counters
+from vecpipe.core.errors import DataError, NoInputError, UsageError
+from vecpipe.core.io.progress import progress
+from vecpipe.core.io.streams import (
     NpyStreamWriter, atomic_path, check_distinct, check_output, display_name, is_npy, is_special_output, lock_output,
     make_parents, open_input, open_output, read_npy_stream, read_numbered_records, remove_made, write_npy_block,
 )
@@ -53,6 +54,7 @@ class EncodeStats:
     skipped: int = 0
     seconds: float = 0.0
     errors: list = field(default_factory=list)
+    counters: dict = field(default_factory=dict)  # summed from the encoder's per-batch counters
 
 
 # ---------------------------------------------------------------- quantization
@@ -119,16 +121,14 @@ def load_calibration(path, encoder, opts: "EncodeOptions") -> np.ndarray:
 # ---------------------------------------------------------------- the pure per-window step
 
 
-def encode_texts(encoder, texts: list[str], opts: EncodeOptions, budget=None) -> np.ndarray:
-    """float32 vectors for texts, in order (the per-batch pure function)."""
-    if encoder.kind == "static":
-        x = encoder.encode(texts)
-        if opts.truncate_dim:
-            x = x[:, : opts.truncate_dim]
-        if opts.normalize:
-            x = normalize_rows(x)
-        return x.astype(np.float32, copy=False)
-    return encoder.encode(texts, prompt=opts.prompt, normalize=opts.normalize, truncate_dim=opts.truncate_dim, budget=budget)
+def encode_texts(encoder, texts: list[str], opts: EncodeOptions, budget=None, counters: dict | None = None) -> np.ndarray:
+    """float32 vectors for texts, in order (the per-batch pure function: the
+    encoder's counters are added to `counters` when given, never kept)."""
+    vectors, more = encoder.encode_batch(texts, prompt=opts.prompt, normalize=opts.normalize,
+                                         truncate_dim=opts.truncate_dim, budget=budget)
+    if counters is not None:
+        add_counters(counters, more)
+    return vectors
 
 
 # ---------------------------------------------------------------- the stream
@@ -155,7 +155,7 @@ def fingerprint(model_name: str, opts: EncodeOptions) -> dict:
 def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resume=False, model_name="") -> EncodeStats:
     """Read records from src, encode them window by window, write them to
     output (JSONL records with a vector, or an npy stream / one .npy file)."""
-    from .resume import ResumableJob
+    from vecpipe.core.io.resume import ResumableJob
 
     if opts.precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
@@ -168,21 +168,15 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
         raise UsageError("--resume needs -o FILE (a stream on stdout or a device cannot be resumed)")
     stats = EncodeStats()
     name = display_name(src)
-    budget = None
-    if encoder.kind == "transformer":
-        budget = encoder.default_budget()
+    budget = encoder.default_budget()
+    if budget is not None:
         budget.max_tokens = opts.max_tokens or budget.max_tokens
         budget.max_batch = opts.max_batch or budget.max_batch
     ranges = None
     if opts.precision == "int8" and opts.calibration:
         ranges = load_calibration(opts.calibration, encoder, opts)
 
-    def on_bad(err: DataError):
-        if opts.on_error != "skip":
-            raise err
-        stats.skipped += 1
-        if stats.skipped <= 5:
-            log.warning("skipped: %s", err)
+    on_bad = OnError(opts.on_error)
 
     def texts_of(records):
         for n, rec in records:
@@ -241,7 +235,7 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
         bar = stack.enter_context(progress(total=None, unit=" texts", unit_scale=True, desc="encode"))
         for window in _windows(texts_of(counted), opts.window):
             texts = [t for _, _, t in window]
-            x = encode_texts(encoder, texts, opts, budget)
+            x = encode_texts(encoder, texts, opts, budget, stats.counters)
             if opts.precision == "int8" and ranges is None:
                 ranges = int8_ranges(x)  # fixed once, from the first window, and recorded
                 log.info("int8 ranges taken from the first %d texts", len(texts))
@@ -266,6 +260,7 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             log.info("int8 ranges saved to %s (pass it as --calibration to encode more rows comparably)", ranges_target)
         if job is not None:
             job.finish()  # the ids, then the main output last
+    stats.skipped = on_bad.count
     stats.seconds = time.perf_counter() - started
     return stats
 

@@ -1,172 +1,18 @@
-"""Model specs -> encoders. One protocol: encoder.encode(texts) -> float32 array.
-
-Resolution order for a spec (DESIGN.md): an existing local path (vecdir,
-word-vector file, sentence-transformers folder); `builtin:NAME`; a catalog name
-(from the cache); a Hugging Face id already in the local HF cache."""
+"""sentence-transformers models, run with length-sorted token-budget batches
+(core/models/batching.py); torch and sentence_transformers load only here,
+inside the methods that need them."""
 from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, NoInputError, UnavailableError, UsageError
-from .formats import WordVectors, is_vecdir, read_vectors
+from vecpipe.core.errors import DataError, UnavailableError, UsageError, error_gist
+from vecpipe.core.models.base import Encoded, Encoder, ModelSpec, register
 
 log = logging.getLogger("vecpipe")
-
-DEFAULT_MODEL = "bge-small-zh"
-
-
-def default_spec() -> str:
-    return os.environ.get("VECPIPE_MODEL") or DEFAULT_MODEL
-
-
-def _is_sentence_transformer_dir(p: Path) -> bool:
-    return p.is_dir() and ((p / "modules.json").is_file() or (p / "config.json").is_file())
-
-
-# names that can only be files or folders: a spec ending in one of these (or
-# starting with ., /, ~) that does not exist is a missing input, not a model id
-PATH_SUFFIXES = (".vecdir", ".vec", ".txt", ".bin", ".npy", ".npz", ".model", ".kv", ".bz2", ".gz", ".xz",
-                 ".zip", ".w2v", ".glove", ".jsonl", ".json", ".tsv", ".csv", ".parquet", ".safetensors",
-                 ".pt", ".pth", ".onnx")
-
-
-def looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~", "\\")) or spec.lower().endswith(PATH_SUFFIXES)
-
-
-def resolve_spec(spec: str | None) -> tuple[str, object]:
-    """(kind, location): kind is 'static' (location: a path) or 'transformer'
-    (location: a folder or a Hugging Face id), plus catalog info when known."""
-    spec = spec or default_spec()
-    p = Path(spec).expanduser()
-    if p.exists():
-        if is_vecdir(p) or p.is_file():
-            return "static", p
-        if _is_sentence_transformer_dir(p):
-            return "transformer", p
-        raise DataError("a folder that is neither a vecdir (vectors.npy + vocab.txt) nor a sentence-transformers "
-                        "model (modules.json or config.json)", spec)
-    if spec.startswith("builtin:"):
-        from .catalog import BUILTIN_DIR
-
-        name = spec.split(":", 1)[1]
-        path = BUILTIN_DIR / name
-        if not is_vecdir(path):
-            known = sorted(d.name for d in BUILTIN_DIR.iterdir() if d.is_dir()) if BUILTIN_DIR.is_dir() else []
-            raise NoInputError(f"no built-in model {name!r} (built in: {', '.join(known) or 'none'})")
-        return "static", path
-    entry = _catalog_entry(spec)
-    if entry is not None:
-        from . import catalog
-
-        local = catalog.resolve_local(spec)
-        if local is None:
-            raise UnavailableError(catalog.missing_message(spec))
-        return ("transformer" if entry.kind == "transformer" else "static"), local
-    if looks_like_path(spec):
-        raise NoInputError(f"{spec}: no such file or folder")
-    if "/" in spec:
-        return "transformer", spec
-    raise NoInputError(f"{spec}: no such file, folder, built-in or catalog model")
-
-
-def _catalog_entry(name: str):
-    try:
-        from . import catalog
-    except ImportError:
-        return None
-    try:
-        return catalog.get(name)
-    except UsageError:
-        return None
-
-
-def catalog_query_prompt(spec: str | None) -> str | None:
-    entry = _catalog_entry(spec or default_spec())
-    return getattr(entry, "query_instruction", None) if entry is not None else None
-
-
-class StaticEncoder:
-    """Mean of word vectors, as text2vec's Word2Vec encoder does, vectorised:
-    texts -> token rows -> one gather and one reduceat per batch."""
-
-    kind = "static"
-
-    def __init__(self, wv: WordVectors, *, tokenize: str = "auto", oov: str = "skip",
-                 normalize_words: bool = False, sif: float | None = None, name: str = ""):
-        from .segment import make_tokenizer
-
-        if wv.is_sparse:
-            raise UsageError("sparse (PPMI) vectors cannot be mean-pooled directly; convert with --svd first")
-        if oov not in ("skip", "char"):
-            raise UsageError("--oov must be skip or char")
-        self.wv = wv
-        self.name = name
-        self.index = wv.index
-        self.tokenizer = make_tokenizer(tokenize, self.index)
-        # the longest-match segmenter finds rows as it goes (one pass, no second lookup)
-        self.fast_rows = getattr(self.tokenizer, "rows", None)
-        self.oov = oov
-        self.dim = wv.dim
-        self.matrix = wv.vectors
-        self.normalize_words = normalize_words
-        self.weights = None
-        if sif is not None:
-            if wv.counts is None:
-                raise UsageError("SIF weighting needs word counts (a vecdir with counts.npy, as train-w2v writes)")
-            p = np.asarray(wv.counts, dtype=np.float64) / max(float(np.sum(wv.counts)), 1.0)
-            self.weights = (sif / (sif + p)).astype(np.float32)  # a / (a + p(w)), Arora et al. 2017
-        self.oov_tokens = 0
-        self.empty_texts = 0
-
-    def token_rows(self, text: str) -> list[int]:
-        if self.fast_rows is not None:
-            rows, unknown = self.fast_rows(text, self.oov == "char")
-            self.oov_tokens += unknown
-            return rows
-        rows = []
-        index = self.index
-        for tok in self.tokenizer(text):
-            r = index.get(tok)
-            if r is None and tok.lower() != tok:
-                r = index.get(tok.lower())
-            if r is not None:
-                rows.append(r)
-            elif self.oov == "char" and len(tok) > 1:
-                chars = [index[c] for c in tok if c in index]
-                rows.extend(chars)
-                self.oov_tokens += len(tok) - len(chars)
-            else:
-                self.oov_tokens += 1
-        return rows
-
-    def encode(self, texts: list[str], **_) -> np.ndarray:
-        rows_per_text = [self.token_rows(t) for t in texts]
-        counts = np.fromiter((len(r) for r in rows_per_text), dtype=np.int64, count=len(texts))
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        self.empty_texts += int((counts == 0).sum())
-        if counts.sum() == 0:
-            return out
-        flat = np.fromiter((r for rows in rows_per_text for r in rows), dtype=np.int64, count=int(counts.sum()))
-        vecs = np.asarray(self.matrix[flat], dtype=np.float32)
-        if self.normalize_words:
-            from .search import normalize_rows
-
-            vecs = normalize_rows(vecs)
-        if self.weights is not None:
-            w = self.weights[flat][:, None]
-            vecs = vecs * w
-        has = counts > 0
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[has]
-        sums = np.add.reduceat(vecs, starts, axis=0)
-        denom = counts[has][:, None] if self.weights is None else np.add.reduceat(self.weights[flat], starts)[:, None]
-        out[has] = sums / denom
-        return out
 
 
 # Texts are cut by characters before tokenizing, so one 10 MB line does not
@@ -205,15 +51,14 @@ def cut_long_text(text: str, tokenizer, max_tokens: int) -> str:
     return text
 
 
-class TransformerEncoder:
+@register("transformer")
+class TransformerEncoder(Encoder):
     """A sentence-transformers model, run with length-sorted token-budget batches."""
-
-    kind = "transformer"
 
     def __init__(self, location, *, device: str | None = None, dtype: str | None = None,
                  trust_remote_code: bool = False, max_length: int | None = None,
                  allow_download: bool = False, name: str = "", pooling: str | None = None):
-        from .batching import choose_devices, choose_dtype
+        from vecpipe.core.models.batching import choose_devices, choose_dtype
 
         self.name = name or str(location)
         self.devices = choose_devices(device)
@@ -230,10 +75,20 @@ class TransformerEncoder:
         self.dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") \
             else self.model.get_sentence_embedding_dimension()
 
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, location) -> "TransformerEncoder":
+        return cls(location, device=spec.device, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code,
+                   max_length=spec.max_length, allow_download=spec.allow_download, name=spec.name,
+                   pooling=spec.pooling)
+
+    @property
+    def device(self) -> str:
+        return self.devices[0]
+
     def default_budget(self):
         """CPU matmuls run best on small batches (as sentence-transformers' 32);
         GPUs want many tokens per batch."""
-        from .batching import Budget
+        from vecpipe.core.models.batching import Budget
 
         if self.devices[0] == "cpu":
             return Budget(max_tokens=8192, max_batch=32)
@@ -252,7 +107,7 @@ class TransformerEncoder:
             transformers.utils.logging.disable_progress_bar()
         from sentence_transformers import SentenceTransformer
 
-        from .download import FetchOptions, HubUnreachable, bounded_hub_client
+        from vecpipe.core.fetch.download import FetchOptions, HubUnreachable, bounded_hub_client
 
         local = Path(str(location)).exists()
         try:
@@ -346,9 +201,14 @@ class TransformerEncoder:
                 emb = torch.nn.functional.normalize(emb, p=2, dim=1)
             return emb if on_device else emb.cpu().numpy()
 
-    def encode(self, texts: list[str], *, prompt: str | None = None, normalize: bool = False,
-               truncate_dim: int | None = None, budget=None) -> np.ndarray:
-        from .batching import run_batches
+    def encode_batch(self, texts: list[str], *, prompt: str | None = None, normalize: bool = False,
+                     truncate_dim: int | None = None, budget=None) -> Encoded:
+        """Vectors in input order; the batches inside are planned by `budget`
+        (the default for the device when None). No counters to report."""
+        return Encoded(self._encode(texts, prompt, normalize, truncate_dim, budget), {})
+
+    def _encode(self, texts, prompt, normalize, truncate_dim, budget) -> np.ndarray:
+        from vecpipe.core.models.batching import run_batches
 
         budget = budget or self.default_budget()
         dim = truncate_dim or self.dim
@@ -406,15 +266,6 @@ def _position_limit(model) -> int | None:
     return n if isinstance(n, int) and n > 0 else None
 
 
-def error_gist(exc: BaseException, limit: int = 200) -> str:
-    """The gist of a library's exception: its first line, no terminal colours."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    line = text.splitlines()[0].strip() if text else ""
-    if len(line) > limit:
-        line = line[: limit - 3].rstrip() + "..."
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
-
-
 def load_error(location, exc: BaseException, *, local: bool, allow_download: bool = False):
     """A VecpipeError (one line, the right exit code) for what transformers,
     sentence-transformers, huggingface_hub, safetensors or torch raised while
@@ -423,7 +274,7 @@ def load_error(location, exc: BaseException, *, local: bool, allow_download: boo
     weights that need a full unpickle (65)."""
     import pickle
 
-    from .batching import is_out_of_memory
+    from vecpipe.core.models.batching import is_out_of_memory
 
     text = str(exc)
     if is_out_of_memory(exc):
@@ -465,45 +316,3 @@ def _split_balanced(lengths: np.ndarray, k: int) -> list[np.ndarray]:
     """Deal texts, longest first, round-robin to k workers: equal work, any order."""
     order = np.argsort(-lengths, kind="stable")
     return [np.sort(order[i::k]) for i in range(k)]
-
-
-def load_model(spec: str | None, *, device=None, dtype=None, trust_remote_code=False, max_length=None,
-               allow_download=False, tokenize="auto", oov="skip", normalize_words=False, sif=None, pooling=None):
-    """Turn a model spec into an encoder (static or transformer)."""
-    kind, location = resolve_spec(spec)
-    if kind == "static":
-        wv = _read_static(location)
-        return StaticEncoder(wv, tokenize=tokenize, oov=oov, normalize_words=normalize_words, sif=sif,
-                             name=str(spec or default_spec()))
-    return TransformerEncoder(location, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-                              max_length=max_length, allow_download=allow_download, name=str(spec or default_spec()),
-                              pooling=pooling)
-
-
-def _read_static(location) -> WordVectors:
-    """read_vectors, with a pickled file and a damaged .npy each named in one line (65)."""
-    p = Path(location)
-    if p.is_file():
-        with open(p, "rb") as fh:
-            head = fh.read(2)
-        if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-            raise DataError("a pickled file (a gensim .model or .kv?): vecpipe never unpickles model files; "
-                            "save it with gensim's save_word2vec_format and use that file", location)
-    if is_vecdir(p) and (p / "vectors.npy").is_file():
-        _check_npy_header(p / "vectors.npy")
-    try:
-        return read_vectors(location)
-    except (ValueError, EOFError) as exc:
-        raise DataError(f"cannot read the vectors: {error_gist(exc)}", location) from None
-
-
-def _check_npy_header(path: Path) -> None:
-    """A vecdir's vectors.npy must be a 2-D numeric array (mapped, not read)."""
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        shape, dtype = arr.shape, arr.dtype
-        del arr
-    except (ValueError, EOFError) as exc:
-        raise DataError(f"not a readable .npy array ({error_gist(exc)})", path) from None
-    if len(shape) != 2 or dtype.kind not in "fiu":
-        raise DataError(f"the vectors must be a 2-D numeric array, not {dtype} {shape}", path)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .errors import DataError, NoInputError, UsageError
-from .formats import is_vecdir, open_vecdir
-from .search import analogy, normalize_rows, topk
-from .streams import display_name, is_npy, load_npy, open_input, read_npy_stream, read_numbered_records
+from vecpipe.core.errors import DataError, NoInputError, UsageError
+from vecpipe.core.vectors.formats import is_vecdir, open_vecdir
+from vecpipe.core.search.topk import analogy, normalize_rows, topk
+from vecpipe.core.io.streams import display_name, is_npy, load_npy, open_input, read_npy_stream, read_numbered_records
 
 log = logging.getLogger("vecpipe")
 
@@ -272,7 +272,7 @@ def _faiss():
     try:
         import faiss
     except ImportError:
-        from .errors import UnavailableError
+        from vecpipe.core.errors import UnavailableError
 
         raise UnavailableError("faiss is not installed: pip install 'vecpipe[faiss]'") from None
     return faiss
@@ -356,7 +356,7 @@ def load_faiss(index: Index, path, metric: str | None = None) -> str:
 
 def save_faiss(index: Index, path) -> None:
     """The faiss index, and beside it PATH.meta.json: metric, dim, rows, normalisation."""
-    from .streams import atomic_path
+    from vecpipe.core.io.streams import atomic_path
 
     faiss = _faiss()
     with atomic_path(faiss_meta_path(path)) as tmp:
@@ -459,7 +459,7 @@ def answer_block(kind, payload, records, index: Index, opts: KnnOptions, encoder
                  word_mode: bool = False, *, first: int = 0, source: str = "the queries"):
     """Output records (input fields + neighbors) for one block of queries;
     `first` is the block's position in the query stream, `source` its name."""
-    from .encode import EncodeOptions, encode_texts
+    from vecpipe.core.encode.pipeline import EncodeOptions, encode_texts
 
     stats = stats or KnnStats()
     exclude = None
@@ -579,9 +579,9 @@ def run_knn(args: list[str], src, index: Index | None, encoder, opts: KnnOptions
     stats = KnnStats()
     word_mode = False
     if index is None:
-        if encoder is None or encoder.kind != "static":
+        if encoder is None or encoder.word_vectors is None:
             raise UsageError("give --index (a vecdir, .npy or JSONL with vectors), or -m a word-vector model to search its words")
-        wv = encoder.wv
+        wv = encoder.word_vectors
         index = Index(wv.vectors, wv.words, encoder.name, lookup=wv.index)
         word_mode = True
     if analogy_method:

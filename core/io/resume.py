@@ -20,8 +20,8 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import DataError, OutputError, UsageError
-from .streams import NpyFileWriter, acquire_lock
+from vecpipe.core.errors import DataError, OutputError, UsageError
+from vecpipe.core.io.streams import NpyFileWriter, acquire_lock
 
 log = logging.getLogger("vecpipe")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UsageError
+from vecpipe.core.errors import UsageError
 
 METRICS = ("cosine", "dot", "euclidean")
 

@@ -43,12 +43,12 @@ import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .errors import DataError, UsageError
+from vecpipe.core.errors import DataError, UsageError
 
 KINDS = ("static", "transformer", "dataset")
 ARCHIVES = ("tar.gz", "tar", "zip")
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
-BUILTIN_DIR = Path(__file__).with_name("builtin")
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "builtin"
 MANIFEST = "manifest.json"
 VECDIR = "vecdir"
 EXTRACTED = "files"

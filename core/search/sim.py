@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import pairs as P
-from .errors import DataError, UsageError
-from .search import normalize_rows
-from .streams import display_name, open_input, read_numbered_records
+from vecpipe.core.io import pairs as P
+from vecpipe.core.errors import DataError, UsageError
+from vecpipe.core.search.topk import normalize_rows
+from vecpipe.core.io.streams import display_name, open_input, read_numbered_records
 
 log = logging.getLogger("vecpipe")
 
@@ -105,7 +105,7 @@ def _table_pairs(fh, src, name, fields, columns):
 
 def read_side(path, option: str) -> np.ndarray:
     """All rows of the npy stream (or .npy file) given to --left or --right."""
-    from .streams import read_npy_stream
+    from vecpipe.core.io.streams import read_npy_stream
 
     name = display_name(path)
     fh = open_input(path)
@@ -141,12 +141,12 @@ def side_vectors(encoder, texts: list[str], stats: SimStats, opts=None):
     """Vectors for texts; for word vectors, a text that is a word of the
     vocabulary is looked up (not averaged), and a text with no known word
     gives None with a reason."""
-    from .encode import EncodeOptions, encode_texts
+    from vecpipe.core.encode.pipeline import EncodeOptions, encode_texts
 
     opts = opts or EncodeOptions()
-    if encoder.kind != "static":
+    wv = encoder.word_vectors
+    if wv is None:
         return encode_texts(encoder, texts, opts), [None] * len(texts)
-    wv = encoder.wv
     reasons: list[str | None] = [None] * len(texts)
     get = wv.index.get
     rows = np.fromiter(map(get, texts, itertools.repeat(-1)), dtype=np.int64, count=len(texts))
@@ -159,10 +159,9 @@ def side_vectors(encoder, texts: list[str], stats: SimStats, opts=None):
     rows = [None if r < 0 else r for r in rows.tolist()]
     rest = [i for i, r in enumerate(rows) if r is None]
     if rest:
-        before = encoder.empty_texts
-        enc = encoder.encode([texts[i] for i in rest])
+        enc, counters = encoder.encode_batch([texts[i] for i in rest])
         x[rest] = enc
-        if encoder.empty_texts > before:
+        if counters.get("empty_texts"):
             for i, row in zip(rest, enc):
                 if not row.any():
                     reasons[i] = f"no word of {texts[i]!r} is in the vocabulary"
@@ -171,7 +170,7 @@ def side_vectors(encoder, texts: list[str], stats: SimStats, opts=None):
 
 def score_pairs(encoder, lefts: list[str], rights: list[str], metric: str, stats: SimStats, opts=None):
     """Scores (None where a side has no vector) and reasons, in order."""
-    if encoder.kind != "static":
+    if encoder.word_vectors is None:
         # encode each distinct text once
         uniq = list(dict.fromkeys(lefts + rights))
         vecs, _ = side_vectors(encoder, uniq, stats, opts)
@@ -218,10 +217,10 @@ def plot_distribution(scores, path, title: str = "") -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from .errors import UnavailableError
+        from vecpipe.core.errors import UnavailableError
 
         raise UnavailableError("--plot needs matplotlib: pip install matplotlib") from None
-    from .streams import atomic_path
+    from vecpipe.core.io.streams import atomic_path
 
     s = [v for v in scores if v is not None and np.isfinite(v)]
     fig, ax = plt.subplots(figsize=(6, 3.5))

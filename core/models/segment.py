@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import UnavailableError, UsageError
+from vecpipe.core.errors import UnavailableError, UsageError
 
 TOKENIZERS = ("auto", "space", "char", "jieba")
 

@@ -41,11 +41,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from .. import __version__
-from . import catalog
-from .catalog import EXTRACTED, MANIFEST, VECDIR, Entry
-from .errors import DataError, NoInputError, OutputError, UnavailableError, UsageError
-from .progress import progress
+from vecpipe import __version__
+from vecpipe.core.fetch import catalog
+from vecpipe.core.fetch.catalog import EXTRACTED, MANIFEST, VECDIR, Entry
+from vecpipe.core.errors import DataError, NoInputError, OutputError, UnavailableError, UsageError
+from vecpipe.core.io.progress import progress
 
 log = logging.getLogger("vecpipe")
 
@@ -649,7 +649,7 @@ def convert_entry(e: Entry, path: Path) -> Path:
     """`--convert`: turn a fetched word-vector file into the entry's vecdir, once."""
     if e.kind != "static":
         raise UsageError(f"{e.name} is a {e.kind}, not word vectors: --convert does not apply")
-    from .formats import is_vecdir, read_vectors, save_vecdir
+    from vecpipe.core.vectors.formats import is_vecdir, read_vectors, save_vecdir
 
     if is_vecdir(path):
         return path
@@ -739,7 +739,7 @@ def fetch_hub(e: Entry, opts: FetchOptions) -> Path:
         from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
     except ImportError:  # pragma: no cover - installed with sentence-transformers
         raise UnavailableError("huggingface_hub is not installed (pip install huggingface_hub)") from None
-    from . import progress as _progress
+    from vecpipe.core.io import progress as _progress
 
     offline = is_offline(opts) or _truthy(os.environ.get("HF_HUB_OFFLINE"))
     endpoint = os.environ.get("HF_ENDPOINT") or None

@@ -20,8 +20,9 @@ from typing import IO, Iterator, Sequence
 
 import numpy as np
 
-from .errors import DataError, UsageError
-from .streams import iter_lines, strip_compression_suffix
+from vecpipe.core.errors import DataError, UsageError
+from vecpipe.core.io.compression import strip_compression_suffix
+from vecpipe.core.io.streams import iter_lines
 
 # the column names the field uses for each role (compared in lower case)
 FIRST_NAMES = ("sentence1", "text1", "text_a", "sentence_a", "s1", "sent1", "query1", "question1", "q1", "word1", "w1")
