@@ -1,25 +1,35 @@
-# vecpipe: `make test` sets up .venv and runs the tests; `make demo` runs a real job.
-# TORCH_SPEC picks the torch build: on a CPU-only machine use a CPU wheel,
-# e.g. make test TORCH_SPEC='torch==2.13.0' (an unpinned torch may pull a multi-GB CUDA build).
+# vecpipe: `make test` sets up .venv, lints and runs the tests; `make demo` runs a real job.
+# TORCH_SPEC picks the torch release; TORCH_INDEX the package index it comes from.
+# On Linux the public index (PyPI) serves torch built for CUDA (GBs of GPU
+# libraries); a CPU-only machine wants PyTorch's own CPU index:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Where a local index already serves a CPU build (as on this project's CI
+# machines), pinning that release is enough: make test TORCH_SPEC='torch==2.13.0'.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch
+TORCH_INDEX ?=
 DATA ?= ../shared/data
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all demo readme-check docs bench clean
+.PHONY: install lint test test-all demo readme-check docs bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-test: install
+# ruff: pyflakes, pycodestyle, bugbear, and no heavy library imported at module
+# level (the rules are in pyproject.toml)
+lint: install
+	$(BIN)/ruff check .
+
+test: lint
 	VECPIPE_DATA=$(DATA) $(BIN)/python -m pytest -q
 
 test-all: install

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 
-EX_OK = 0
 EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOINPUT = 66
