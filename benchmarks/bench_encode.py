@@ -74,8 +74,12 @@ def bench_transformer(texts, repeat):
     run_encode(src, out, enc, opts)
     rows = []
     for _ in range(repeat):  # interleaved, so load on the machine hits both alike
-        t = time.perf_counter(); st.encode(texts, batch_size=32); t_st = time.perf_counter() - t
-        t = time.perf_counter(); run_encode(src, out, enc, opts); t_vp = time.perf_counter() - t
+        t = time.perf_counter()
+        st.encode(texts, batch_size=32)
+        t_st = time.perf_counter() - t
+        t = time.perf_counter()
+        run_encode(src, out, enc, opts)
+        t_vp = time.perf_counter() - t
         rows.append((t_st, t_vp))
     t_st = statistics.median(r[0] for r in rows)
     t_vp = statistics.median(r[1] for r in rows)

@@ -222,7 +222,7 @@ def task_vecpipe(a) -> dict:
             enc.pipeline = None if v["pipeline"] else False
             vec = {}
 
-            def run(v=v, vec=vec):
+            def run(v=v, vec=vec, texts=texts):
                 vec["x"] = enc.encode(texts, budget=Budget(max_tokens=v["max_tokens"], max_batch=v["max_batch"]))
             try:
                 reset_peak(a.device)
@@ -241,7 +241,7 @@ def task_vecpipe(a) -> dict:
             dst = work / f"stream_{name}_{a.dtype}.npy"
             if dst.exists():
                 dst.unlink()
-            secs = timed(lambda: run_encode(str(work / f"{name}.jsonl"), str(dst), enc, opts), sync)
+            secs = timed(lambda src=str(work / f"{name}.jsonl"), dst=str(dst), opts=opts: run_encode(src, dst, enc, opts), sync)
             out["stream"] = {"seconds": round(secs, 3), "texts_per_s": round(len(texts) / secs, 1)}
             print(f"vecpipe {a.dtype} {name} stream file->npy: {len(texts) / secs:,.0f} texts/s", flush=True)
         res["workloads"][name] = out
@@ -322,7 +322,7 @@ def task_knn_torch(a) -> dict:
             search(q_all[:1024])  # warm-up
             reset_peak(a.device)
             out = {}
-            secs = timed(lambda: out.setdefault("r", search(q_all)), sync)
+            secs = timed(lambda out=out: out.setdefault("r", search(q_all)), sync)
             got["compute"][dtype] = {"index_to_device_s": round(load, 2), "seconds": round(secs, 3),
                                      "queries_per_s": round(len(q_all) / secs, 1), "peak_gib": peak_gib(a.device)}
             np.save(Path(a.work) / f"knn_ref_{Path(f).stem}_{dtype}.npy", out["r"][1][:1000])
@@ -360,7 +360,7 @@ def task_knn_vecpipe(a) -> dict:
         for block in sorted({opts.query_block, 4096}):
             out = {}
 
-            def search(block=block, out=out):
+            def search(block=block, out=out, dev=dev):
                 rows = []
                 for s in range(0, len(q_all), block):
                     rows.append(topk_torch(q_all[s : s + block], dev, a.k, device=a.device, index_normalized=True)[1])
