@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from vecpipe.core.fetch import catalog
+from vecpipe.core.fetch import catalog, schema
 from vecpipe.core.errors import UsageError
 
 
@@ -50,7 +50,7 @@ def _list(kind, language, corpus, as_json):
               help="Show what the catalog knows about NAME (source, licence, citation, checksum, how to get it) "
                    "and where it is on this machine.")
 @click.option("--json", "as_json", is_flag=True, help="With --list or --info: JSON instead of text.")
-@click.option("--kind", type=click.Choice(catalog.KINDS), help="With --list: only this kind.")
+@click.option("--kind", type=click.Choice(schema.KINDS), help="With --list: only this kind.")
 @click.option("--language", metavar="LANG", help="With --list: only this language (zh, multi).")
 @click.option("--corpus", metavar="CORPUS", help="With --list: only this training corpus (zhihu, baidubaike, tencent...).")
 @click.option("--convert", is_flag=True,
@@ -123,7 +123,7 @@ def fetch(names, list_, info, as_json, kind, language, corpus, convert, from_fil
         raise UsageError("--from registers one file: give exactly one NAME")
     entries = [catalog.get(n) for n in names]  # every name is checked before anything is downloaded
 
-    from vecpipe.core.fetch.download import FetchOptions, fetch as fetch_one
+    from vecpipe.core.fetch.fetch import FetchOptions, fetch as fetch_one
 
     opts = FetchOptions(allow_http=allow_http, timeout=timeout, retries=retries, max_time=max_time)
     for e in entries:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, REPO
-from vecpipe.core.fetch import catalog
+from vecpipe.core.fetch import catalog, schema
 from vecpipe.core.errors import DataError, UsageError
 
 RAW = catalog.load_raw()
@@ -57,9 +57,9 @@ def test_every_entry_has_the_required_fields():
     """Required fields are spelled out (null where unknown), directly or through the entry's family."""
     for raw in RAW["entries"]:
         e = merged(raw)
-        for key in catalog.REQUIRED_FIELDS:
+        for key in schema.REQUIRED_FIELDS:
             assert key in e, f"{raw.get('name')}: no {key}"
-        assert e["kind"] in catalog.KINDS and e["format"], e["name"]
+        assert e["kind"] in schema.KINDS and e["format"], e["name"]
         assert isinstance(e["urls"], list) and isinstance(e.get("manual", []), list), e["name"]
         for key in ("licence", "citation", "notes", "source", "language"):
             assert isinstance(e.get(key), str) and e[key].strip(), f"{e['name']}: empty {key}"

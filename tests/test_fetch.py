@@ -17,7 +17,11 @@ import pytest
 
 from conftest import cjk_words, run_vecpipe, write_w2v_text
 from vecpipe.core.fetch import catalog
-from vecpipe.core.fetch import download as dl
+from vecpipe.core.fetch.archives import safe_extract
+from vecpipe.core.fetch.cache import register_file
+from vecpipe.core.fetch.fetch import FetchOptions, fetch, fetch_entry
+from vecpipe.core.fetch.http import _RedirectHandler
+from vecpipe.core.fetch.hub import fetch_hub
 from vecpipe.core.fetch.catalog import Entry
 from vecpipe.core.errors import DataError, UnavailableError, UsageError
 from vecpipe.core.vectors.formats import read_vectors
@@ -113,7 +117,7 @@ def home(tmp_path, monkeypatch):
     return h
 
 
-FAST = dl.FetchOptions(allow_http=True, timeout=5, retries=3, backoff=0.01)
+FAST = FetchOptions(allow_http=True, timeout=5, retries=3, backoff=0.01)
 
 
 def sha(data: bytes) -> str:
@@ -145,7 +149,7 @@ def test_full_download_verified_and_cached(server, home):
     data = random_bytes(300_000)
     server.files["/d/data.bin"] = data
     e = entry("t.full", server.base + "/d/data.bin", data, filename="data.bin")
-    path = dl.fetch_entry(e, FAST)
+    path = fetch_entry(e, FAST)
     assert path == home / "t.full" / "data.bin"
     assert path.read_bytes() == data
     manifest = json.loads((home / "t.full" / "manifest.json").read_text())
@@ -154,7 +158,7 @@ def test_full_download_verified_and_cached(server, home):
     assert not list((home / "t.full").glob("*.part"))
     # a second fetch is answered from the cache without a request
     n = len(server.requests)
-    assert dl.fetch_entry(e, FAST) == path
+    assert fetch_entry(e, FAST) == path
     assert len(server.requests) == n
 
 
@@ -163,8 +167,8 @@ def test_resume_after_a_dropped_connection_gives_the_same_bytes(server, home):
     server.files["/big.bin"] = data
     server.files["/clean.bin"] = data
     server.drops["/big.bin"] = [1_234_567]
-    resumed = dl.fetch_entry(entry("t.resumed", server.base + "/big.bin", data), FAST)
-    clean = dl.fetch_entry(entry("t.clean", server.base + "/clean.bin", data), FAST)
+    resumed = fetch_entry(entry("t.resumed", server.base + "/big.bin", data), FAST)
+    clean = fetch_entry(entry("t.clean", server.base + "/clean.bin", data), FAST)
     assert resumed.read_bytes() == clean.read_bytes() == data
     assert server.hits("/big.bin") == [None, "bytes=1234567-"]  # the second request resumed, not restarted
 
@@ -176,10 +180,10 @@ def test_resume_across_runs(server, home):
     server.drops["/f.bin"] = [700_000]
     e = entry("t.runs", server.base + "/f.bin", data)
     with pytest.raises(UnavailableError, match="700000 of 2000000"):
-        dl.fetch_entry(e, dl.FetchOptions(allow_http=True, retries=0, backoff=0.01))
+        fetch_entry(e, FetchOptions(allow_http=True, retries=0, backoff=0.01))
     part = home / "t.runs" / "f.bin.part"
     assert part.stat().st_size == 700_000 and catalog.resolve_local(e) is None
-    path = dl.fetch_entry(e, FAST)
+    path = fetch_entry(e, FAST)
     assert path.read_bytes() == data
     assert server.hits("/f.bin")[-1] == "bytes=700000-"
 
@@ -189,7 +193,7 @@ def test_server_without_range_support_restarts_cleanly(server, home):
     server.files["/nr.bin"] = data
     server.no_range.add("/nr.bin")
     server.drops["/nr.bin"] = [500_000]
-    path = dl.fetch_entry(entry("t.norange", server.base + "/nr.bin", data), FAST)
+    path = fetch_entry(entry("t.norange", server.base + "/nr.bin", data), FAST)
     assert path.read_bytes() == data
 
 
@@ -197,7 +201,7 @@ def test_checksum_mismatch_leaves_nothing_in_the_cache(server, home):
     server.files["/x.txt"] = b"the bytes the server has\n"
     e = entry("t.bad", server.base + "/x.txt", b"the bytes the catalog expects\n")
     with pytest.raises(DataError) as err:
-        dl.fetch_entry(e, FAST)
+        fetch_entry(e, FAST)
     assert "sha256 mismatch" in str(err.value) and "deleted" in str(err.value)
     assert cache_files(home) == []
     assert catalog.resolve_local(e) is None
@@ -209,7 +213,7 @@ def test_truncated_bz2_is_detected_and_reported(server, home):
     server.files["/v.txt.bz2"] = whole[: len(whole) // 2]  # served "completely": Content-Length is the cut size
     e = entry("t.trunc", server.base + "/v.txt.bz2", kind="static", format="glove", filename="v.txt.bz2")
     with pytest.raises(DataError, match="bz2 stream is truncated"):
-        dl.fetch_entry(e, FAST)
+        fetch_entry(e, FAST)
     assert cache_files(home) == []
 
 
@@ -218,12 +222,12 @@ def test_mirrors_are_tried_in_turn_and_http_needs_permission(server, home):
     server.files["/m2/f.txt"] = data
     e = entry("t.mirrors", [server.base + "/m1/f.txt", server.base + "/m2/f.txt"], data)
     with pytest.raises(UsageError, match="--allow-http"):
-        dl.fetch_entry(e, dl.FetchOptions())
-    assert dl.fetch_entry(e, FAST).read_bytes() == data
+        fetch_entry(e, FetchOptions())
+    assert fetch_entry(e, FAST).read_bytes() == data
 
 
 def test_https_may_not_redirect_to_plain_http(home):
-    handler = dl._RedirectHandler(allow_http=False)
+    handler = _RedirectHandler(allow_http=False)
     with pytest.raises(UsageError, match="plain HTTP"):
         handler.redirect_request(None, None, 302, "Found", {}, "http://example.org/x")
 
@@ -234,17 +238,17 @@ def test_offline_is_a_clear_unavailable_error(server, home, monkeypatch):
         port = s.getsockname()[1]
     e = entry("t.offline", f"http://127.0.0.1:{port}/f.bin", b"x")
     with pytest.raises(UnavailableError, match="offline"):
-        dl.fetch_entry(e, dl.FetchOptions(allow_http=True, retries=1, backoff=0.01, timeout=2))
+        fetch_entry(e, FetchOptions(allow_http=True, retries=1, backoff=0.01, timeout=2))
     monkeypatch.setenv("VECPIPE_OFFLINE", "1")
     server.files["/f.bin"] = b"x"
     with pytest.raises(UnavailableError, match="offline mode"):
-        dl.fetch_entry(entry("t.offline2", server.base + "/f.bin", b"x"), FAST)
+        fetch_entry(entry("t.offline2", server.base + "/f.bin", b"x"), FAST)
     assert server.requests == []
 
 
 def test_not_found_is_unavailable(server, home):
     with pytest.raises(UnavailableError, match="HTTP 404"):
-        dl.fetch_entry(entry("t.404", server.base + "/nope", b"x"), FAST)
+        fetch_entry(entry("t.404", server.base + "/nope", b"x"), FAST)
 
 
 # ---------------------------------------------------------------- archives
@@ -271,7 +275,7 @@ def test_archive_is_extracted_and_its_member_resolved(server, home):
     server.files["/pack.tar.gz"] = data
     e = entry("t.tar", server.base + "/pack.tar.gz", data, kind="static", format="word2vec",
               filename="pack.tar.gz", archive="tar.gz", member="pack/pack.txt")
-    path = dl.fetch_entry(e, FAST)
+    path = fetch_entry(e, FAST)
     assert path == home / "t.tar" / "files" / "pack" / "pack.txt" and path.read_bytes() == vec
     assert not (home / "t.tar" / "pack.tar.gz").exists()  # only the extracted copy is kept
     assert catalog.resolve_local(e) == path
@@ -283,7 +287,7 @@ def test_path_traversal_archive_is_refused(server, home, tmp_path):
     server.files["/evil.tar.gz"] = data
     e = entry("t.evil", server.base + "/evil.tar.gz", data, archive="tar.gz", filename="evil.tar.gz")
     with pytest.raises(DataError, match="points outside the target folder"):
-        dl.fetch_entry(e, FAST)
+        fetch_entry(e, FAST)
     assert not list(tmp_path.rglob("evil.txt")) and not (tmp_path.parent / "evil.txt").exists()
     assert cache_files(home) == []
 
@@ -293,7 +297,7 @@ def test_truncated_archive_without_checksum_is_refused(server, home):
     server.files["/cut.tar.gz"] = data[: len(data) // 2]
     e = entry("t.cuttar", server.base + "/cut.tar.gz", archive="tar.gz", filename="cut.tar.gz")
     with pytest.raises(DataError, match="truncated"):
-        dl.fetch_entry(e, FAST)
+        fetch_entry(e, FAST)
     assert cache_files(home) == []
 
 
@@ -308,7 +312,7 @@ def test_safe_extract_refuses_escapes(tmp_path, members, links, message):
     archive = tmp_path / "a.tar.gz"
     archive.write_bytes(_tar_gz(members, links))
     with pytest.raises(DataError, match=message):
-        dl.safe_extract(archive, "tar.gz", tmp_path / "out")
+        safe_extract(archive, "tar.gz", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["a.tar.gz"]
 
@@ -316,17 +320,17 @@ def test_safe_extract_refuses_escapes(tmp_path, members, links, message):
 def test_safe_extract_allows_links_inside_and_zip_checks(tmp_path):
     archive = tmp_path / "a.tar.gz"
     archive.write_bytes(_tar_gz({"d/f.txt": b"data"}, {"d/l.txt": ("sym", "f.txt")}))
-    dl.safe_extract(archive, "tar.gz", tmp_path / "out")
+    safe_extract(archive, "tar.gz", tmp_path / "out")
     assert (tmp_path / "out" / "d" / "l.txt").read_bytes() == b"data"
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(bad, "w") as zf:
         zf.writestr("../evil.txt", "x")
     with pytest.raises(DataError, match="outside"):
-        dl.safe_extract(bad, "zip", tmp_path / "zout")
+        safe_extract(bad, "zip", tmp_path / "zout")
     good = tmp_path / "good.zip"
     with zipfile.ZipFile(good, "w") as zf:
         zf.writestr("inner/v.txt", "a 1 2\n")
-    dl.safe_extract(good, "zip", tmp_path / "zout")
+    safe_extract(good, "zip", tmp_path / "zout")
     assert (tmp_path / "zout" / "inner" / "v.txt").read_text() == "a 1 2\n"
 
 
@@ -341,11 +345,11 @@ def test_from_registers_a_hand_downloaded_file(tmp_path, home):
     packed.write_bytes(bz2.compress(raw.read_bytes()))
     e = Entry(name="t.manual", kind="static", format="word2vec", filename="t.manual.bz2",
               sha256=sha(packed.read_bytes()))
-    path = dl.fetch(e, convert=False, from_file=packed)
+    path = fetch(e, convert=False, from_file=packed)
     assert path == home / "t.manual" / "t.manual.bz2" and path.read_bytes() == packed.read_bytes()
     assert packed.exists()  # the user's file stays where it was
     assert catalog.resolve_local(e) == path
-    vecdir = dl.fetch(e, convert=True)  # already cached: only the conversion happens
+    vecdir = fetch(e, convert=True)  # already cached: only the conversion happens
     assert vecdir == home / "t.manual" / "vecdir"
     assert catalog.resolve_local(e) == vecdir
     np.testing.assert_array_equal(read_vectors(vecdir).vectors, x)
@@ -357,7 +361,7 @@ def test_from_with_the_wrong_file_is_refused(tmp_path, home):
     wrong.write_bytes(bz2.compress(b"a 1 2\n"))
     e = Entry(name="t.wrong", kind="static", format="glove", sha256=sha(b"something else"))
     with pytest.raises(DataError, match="sha256 mismatch.*left as it is"):
-        dl.register_file(e, wrong)
+        register_file(e, wrong)
     assert wrong.exists() and cache_files(home) == []
 
 
@@ -367,11 +371,11 @@ def test_from_without_checksum_checks_the_stream(tmp_path, home):
     cut = tmp_path / "cut.bz2"
     cut.write_bytes(whole[:-40])
     with pytest.raises(DataError, match="truncated"):
-        dl.register_file(e, cut)
+        register_file(e, cut)
     assert cache_files(home) == []
     plain = tmp_path / "plain.txt"
     plain.write_text("一 1 2\n二 3 4\n", encoding="utf-8")
-    path = dl.register_file(e, plain)
+    path = register_file(e, plain)
     assert path.name == "t.nosum"  # named after what it is: not compressed
     assert read_vectors(path).words == ["一", "二"]
 
@@ -406,7 +410,7 @@ def test_resolve_local_finds_hub_snapshots(tmp_path, home):
     snap2 = _fake_snapshot(tmp_path, un.hf_id, "a" * 40, ref="main")
     assert catalog.resolve_local(un) == snap2
     # and fetch answers from the cache without the network
-    assert dl.fetch("bge-small-zh-v1.5", dl.FetchOptions(offline=True)) == snap
+    assert fetch("bge-small-zh-v1.5", FetchOptions(offline=True)) == snap
 
 
 def test_hub_fetch_offline_and_endpoint(server, home, monkeypatch):
@@ -420,15 +424,15 @@ def test_hub_fetch_offline_and_endpoint(server, home, monkeypatch):
     e = catalog.get("m3e-small")
     monkeypatch.setenv("HF_ENDPOINT", server.base)  # a "mirror" that has nothing
     with pytest.raises(UnavailableError, match="HF_ENDPOINT"):
-        dl.fetch_hub(e, FAST)
+        fetch_hub(e, FAST)
     asked = [p for p, _ in server.requests]
     assert any("moka-ai/m3e-small" in p and e.revision in p for p in asked), asked
     with pytest.raises(UsageError, match="allow-http"):
-        dl.fetch_hub(e, dl.FetchOptions())
+        fetch_hub(e, FetchOptions())
     monkeypatch.delenv("HF_ENDPOINT")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UnavailableError, match="offline mode"):
-        dl.fetch_hub(e, FAST)
+        fetch_hub(e, FAST)
 
 
 def test_resolve_local_ignores_incomplete_downloads(home):

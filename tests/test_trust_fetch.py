@@ -12,8 +12,11 @@ import pytest
 from conftest import run_vecpipe
 from test_fetch import FAST, _Handler, _overlay, _tar_gz, cache_files, home, random_bytes, server, sha  # noqa: F401 - fixtures
 from vecpipe.core.fetch import catalog
-from vecpipe.core.fetch import download as dl
-from vecpipe.core.errors import UnavailableError
+from vecpipe.core.errors import DataError, OutputError, UnavailableError
+from vecpipe.core.fetch import archives
+from vecpipe.core.fetch.cache import register_file
+from vecpipe.core.fetch.fetch import FetchOptions, fetch_entry
+from vecpipe.core.fetch.hub import fetch_hub
 
 
 _plain_get = _Handler.do_GET
@@ -101,10 +104,10 @@ def test_progress_beyond_the_best_offset_resets_the_count_but_tries_stay_bounded
     data = random_bytes(40_000, seed=12)
     server.files["/slow.bin"] = data
     server.drops["/slow.bin"] = list(range(1000, 40_000, 1000))  # 1000 new bytes per request
-    e = dl.catalog.Entry(name="t.slow", kind="dataset", format="text", urls=(server.base + "/slow.bin",),
+    e = catalog.Entry(name="t.slow", kind="dataset", format="text", urls=(server.base + "/slow.bin",),
                          sha256=sha(data), size=len(data))
     with pytest.raises(UnavailableError, match=r"gave up after 10 tries"):
-        dl.fetch_entry(e, dl.FetchOptions(allow_http=True, retries=1, backoff=0.001, timeout=5))
+        fetch_entry(e, FetchOptions(allow_http=True, retries=1, backoff=0.001, timeout=5))
     assert len(server.hits("/slow.bin")) == 10  # 10 * (retries + 1) at most
     assert (home / "t.slow" / "slow.bin.part").stat().st_size == 10_000  # kept for the next run to resume
 
@@ -113,10 +116,10 @@ def test_max_time_bounds_the_whole_fetch(hostile, home):
     data = random_bytes(20_000, seed=13)
     hostile.files["/cut2.bin"] = data
     hostile.always_cut["/cut2.bin"] = 100
-    e = dl.catalog.Entry(name="t.maxtime", kind="dataset", format="text", urls=(hostile.base + "/cut2.bin",))
+    e = catalog.Entry(name="t.maxtime", kind="dataset", format="text", urls=(hostile.base + "/cut2.bin",))
     t0 = time.monotonic()
     with pytest.raises(UnavailableError, match=r"--max-time"):
-        dl.fetch_entry(e, dl.FetchOptions(allow_http=True, retries=1000, backoff=0.5, timeout=5, max_time=1.5))
+        fetch_entry(e, FetchOptions(allow_http=True, retries=1000, backoff=0.5, timeout=5, max_time=1.5))
     assert time.monotonic() - t0 < 4
 
 
@@ -142,9 +145,9 @@ def test_from_copies_so_a_later_edit_of_the_original_does_not_change_the_cache(t
 def test_from_leaves_no_staging_file_when_refused(tmp_path, home, invoke):
     wrong = tmp_path / "wrong.bin"
     wrong.write_bytes(b"not the file")
-    e = dl.catalog.Entry(name="t.fromwrong", kind="dataset", format="text", sha256=sha(b"the file"))
-    with pytest.raises(dl.DataError):
-        dl.register_file(e, wrong)
+    e = catalog.Entry(name="t.fromwrong", kind="dataset", format="text", sha256=sha(b"the file"))
+    with pytest.raises(DataError):
+        register_file(e, wrong)
     assert cache_files(home) == [] and wrong.read_bytes() == b"not the file"
 
 
@@ -176,16 +179,16 @@ def test_an_archive_that_unpacks_beyond_the_free_space_is_not_extracted(server, 
 
     data = _tar_gz({"pack/v.txt": b"a 1 2\n" * 2000})
     server.files["/pack.tar.gz"] = data
-    e = dl.catalog.Entry(name="t.full-disk", kind="static", format="glove", urls=(server.base + "/pack.tar.gz",),
+    e = catalog.Entry(name="t.full-disk", kind="static", format="glove", urls=(server.base + "/pack.tar.gz",),
                          archive="tar.gz", sha256=sha(data), size=len(data))
     usage = collections.namedtuple("usage", "total used free")
-    real = dl.shutil.disk_usage
-    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: usage(10_000, 9_000, 1_000))
-    with pytest.raises(dl.OutputError, match="unpacks to 12000 bytes but only 1000 are free"):
-        dl.fetch_entry(e, FAST)
+    real = archives.shutil.disk_usage
+    monkeypatch.setattr(archives.shutil, "disk_usage", lambda path: usage(10_000, 9_000, 1_000))
+    with pytest.raises(OutputError, match="unpacks to 12000 bytes but only 1000 are free"):
+        fetch_entry(e, FAST)
     assert catalog.resolve_local(e) is None and not (home / "t.full-disk" / "files").exists()
-    monkeypatch.setattr(dl.shutil, "disk_usage", real)
-    path = dl.fetch_entry(e, FAST)  # space freed: the kept download is used, not downloaded again
+    monkeypatch.setattr(archives.shutil, "disk_usage", real)
+    path = fetch_entry(e, FAST)  # space freed: the kept download is used, not downloaded again
     assert path.read_bytes() == b"a 1 2\n" * 2000
     assert server.hits("/pack.tar.gz") == [None, f"bytes={len(data)}-"]
 
@@ -346,7 +349,7 @@ def test_an_unreachable_hub_endpoint_fails_within_the_timeout(dead_endpoint, hom
 
     def run():
         try:
-            dl.fetch_hub(e, dl.FetchOptions(allow_http=True, timeout=2))
+            fetch_hub(e, FetchOptions(allow_http=True, timeout=2))
         except Exception as exc:  # noqa: BLE001
             result["exc"] = exc
 

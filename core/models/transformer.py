@@ -107,7 +107,8 @@ class TransformerEncoder(Encoder):
             transformers.utils.logging.disable_progress_bar()
         from sentence_transformers import SentenceTransformer
 
-        from vecpipe.core.fetch.download import FetchOptions, HubUnreachable, bounded_hub_client
+        from vecpipe.core.fetch.fetch import FetchOptions
+        from vecpipe.core.fetch.hub import HubUnreachable, bounded_hub_client
 
         local = Path(str(location)).exists()
         try:
