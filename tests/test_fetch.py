@@ -20,7 +20,7 @@ from vecpipe.core.fetch import catalog
 from vecpipe.core.fetch import download as dl
 from vecpipe.core.fetch.catalog import Entry
 from vecpipe.core.errors import DataError, UnavailableError, UsageError
-from vecpipe.core.vectors.formats import read_vectors
+from vecpipe.core.vectors.readwrite import read_vectors
 
 
 # ---------------------------------------------------------------- the server
