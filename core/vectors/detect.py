@@ -21,9 +21,6 @@ def parse_header(line: bytes) -> tuple[int, int] | None:
     return None
 
 
-_SPARSE_TOKEN = re.compile(rb"^\d+:\S+$")
-
-
 def check_header_dim(n: int, dim: int, name: str) -> None:
     if dim == 0 and n > 0:
         raise DataError(f"the header promises {n} vectors of 0 dimensions", name, 1)
@@ -100,6 +97,9 @@ def with_lookahead(fh: io.BufferedReader, size: int) -> io.BufferedReader:
         chunks.append(block)
         total += len(block)
     return io.BufferedReader(_Prefixed(b"".join(chunks), fh), buffer_size=max(size, 1 << 20))
+
+
+_SPARSE_TOKEN = re.compile(rb"^\d+:\S+$")
 
 
 def _looks_sparse(sample: bytes, header) -> bool:

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from vecpipe.core.errors import DataError, UsageError
-from vecpipe.core.io.inputs import UTF8_BOM, display_name, open_input
-from vecpipe.core.io.npy import NPY_MAGIC
+from vecpipe.core.io.inputs import display_name, open_input, skip_bom
+from vecpipe.core.io.npy import is_npy
 from vecpipe.core.io.outputs import open_output
 from vecpipe.core.io.records import OnError
 from vecpipe.core.vectors import binary, jsonl, sparse, text
@@ -66,9 +66,8 @@ def read_vectors(
     fh = open_input(path)
     try:
         fh = with_lookahead(fh, DETECT_BYTES)
-        if fh.peek(len(UTF8_BOM))[: len(UTF8_BOM)] == UTF8_BOM:
-            fh.read(len(UTF8_BOM))
-        if fh.peek(len(NPY_MAGIC))[: len(NPY_MAGIC)] == NPY_MAGIC:
+        skip_bom(fh)  # again: a pipe's first read may have shown open_input less than the whole mark
+        if is_npy(fh):
             raise DataError("a .npy array holds vectors without their words; word vectors are a vecdir "
                             "(vectors.npy beside vocab.txt) or a word-vector file", name)
         fmt = fmt or detect_format(path, fh)
