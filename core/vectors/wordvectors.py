@@ -10,6 +10,7 @@ from typing import Iterable
 import numpy as np
 
 from vecpipe.core.errors import DataError, UsageError
+from vecpipe.core.io.records import OnError
 
 FORMATS = ("word2vec", "glove", "word2vec-bin", "sparse", "jsonl", "vecdir")
 ALIASES = {"fasttext": "word2vec", "vec": "word2vec", "txt": "word2vec", "text": "word2vec", "bin": "word2vec-bin", "ppmi": "sparse"}
@@ -106,23 +107,24 @@ def _fits_float32(values: np.ndarray) -> np.ndarray:
     return np.isfinite(values) if values.dtype.itemsize <= 4 else np.abs(values) < F32_LIMIT
 
 
-def row_values(vectors, i: int) -> np.ndarray:
+def _row_values(vectors, i: int) -> np.ndarray:
     row = vectors[i]
     return np.asarray(row.toarray()).ravel() if not isinstance(row, np.ndarray) else row
 
 
-def finite_rows(vectors, policy, where) -> np.ndarray | None:
+def finite_rows(vectors, policy: OnError, where) -> np.ndarray | None:
     """Report each non-finite row through the policy (`where(i)` names row i);
     return the rows to keep, or None when all are finite."""
     bad = nonfinite_rows(vectors)
     if not len(bad):
         return None
     for i in bad:
-        policy(f"{where(int(i))} holds {describe_nonfinite(row_values(vectors, int(i)))}", None)
+        policy(f"{where(int(i))} holds {describe_nonfinite(_row_values(vectors, int(i)))}", None)
     return np.setdiff1d(np.arange(vectors.shape[0]), bad)
 
 
 def check_vocab_words(words: Iterable[str], fmt: str) -> None:
+    """Files of one word per line (and the text formats) cannot hold an empty word or a line break."""
     for i, w in enumerate(words):
         if not w or "\n" in w or "\r" in w:
             raise DataError(f"word {i + 1} ({w!r}) is empty or holds a line break; {fmt} cannot store it")
@@ -133,11 +135,12 @@ def check_finite(wv: WordVectors) -> None:
     bad = nonfinite_rows(wv.vectors)
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"row {i + 1} (word {wv.words[i]!r}) holds {describe_nonfinite(row_values(wv.vectors, i))}; "
+        raise DataError(f"row {i + 1} (word {wv.words[i]!r}) holds {describe_nonfinite(_row_values(wv.vectors, i))}; "
                         "refusing to write vectors that are not finite")
 
 
 def row_blocks(wv: WordVectors, size: int = 10000):
+    """(words, dense float32 rows) in blocks, for the writers: bounded memory on sparse or mmap input."""
     for start in range(0, len(wv), size):
         block = wv.vectors[start : start + size]
         if not isinstance(block, np.ndarray):
