@@ -22,7 +22,7 @@ from _common import PEAK_RSS
 OUT = Path(__file__).resolve().parent / "out"
 
 READERS = {
-    "vecpipe": "from vecpipe.core.vectors.formats import read_vectors as r; wv = r({path!r}); n = len(wv)",
+    "vecpipe": "from vecpipe.core.vectors.readwrite import read_vectors as r; wv = r({path!r}); n = len(wv)",
     "gensim": "from gensim.models import KeyedVectors as K; kv = K.load_word2vec_format({path!r}); n = len(kv)",
 }
 TIMED = (
@@ -94,7 +94,7 @@ def main() -> int:
     vecdir = OUT / f"w2v-{args.rows}x{args.dim}.vecdir"
     if not vecdir.exists():
         subprocess.run([sys.executable, "-m", "vecpipe", "-q", "convert", str(path), "-o", str(vecdir)], check=True)
-    from vecpipe.core.vectors.formats import open_vecdir
+    from vecpipe.core.vectors.vecdir import open_vecdir
 
     opens = []
     for _ in range(7):

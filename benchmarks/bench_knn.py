@@ -183,7 +183,7 @@ def main() -> int:
 SIM_VECPIPE = """
 import sys, time, json
 import numpy as np
-from vecpipe.core.vectors.formats import WordVectors
+from vecpipe.core.vectors.wordvectors import WordVectors
 from vecpipe.core.models.static import StaticEncoder
 from vecpipe.core.search.sim import SimStats, score_pairs
 x = np.load(sys.argv[1]); words = [f"w{i}" for i in range(len(x))]

@@ -7,7 +7,7 @@ import click
 
 from vecpipe.cli.options import FORMAT_CHOICE, FORMAT_NAMES, on_error_option, output_option, unicode_errors_option
 from vecpipe.core.vectors.convert import DTYPES, ConvertOptions, convert as run_convert
-from vecpipe.core.vectors.formats import ReadStats
+from vecpipe.core.vectors.wordvectors import ReadStats
 
 log = logging.getLogger("vecpipe")
 

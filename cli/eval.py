@@ -56,7 +56,7 @@ def _common(f):
 def _finish(task, result, *, model, paths, name, output, load_seconds=0.0):
     """Wrap a runner's dict into the full result; table to stderr, JSON out."""
     from vecpipe.core.eval.tasks import dumps_result, make_result, summary_table
-    from vecpipe.core.io.streams import open_output
+    from vecpipe.core.io.outputs import open_output
 
     seconds = result.pop("seconds")
     full = make_result(task, model=model, paths=paths, name=name, seconds=seconds, **result)
@@ -366,7 +366,7 @@ def report(results, output, fmt, layout, metrics, percent):
       vecpipe eval report results/*.json --layout long --percent
     """
     from vecpipe.core.eval.tasks import read_results, report_table
-    from vecpipe.core.io.streams import open_output
+    from vecpipe.core.io.outputs import open_output
 
     table = report_table(read_results(results), fmt=fmt, layout=layout, metrics=list(metrics) or None, percent=percent)
     with open_output(output) as out:

@@ -55,7 +55,7 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     from vecpipe.core.errors import UsageError
     from vecpipe.core.models.resolve import catalog_query_prompt
     from vecpipe.core.search.knn import KnnOptions, build_faiss, load_faiss, load_index, run_knn, save_faiss
-    from vecpipe.core.io.streams import open_output
+    from vecpipe.core.io.outputs import open_output
 
     needs_model = model_opts["model"] is not None or index_path is None
     encoder = model_spec(**model_opts).load() if needs_model else None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from vecpipe.core.vectors.formats import ALIASES, FORMATS
+from vecpipe.core.vectors.wordvectors import ALIASES, FORMATS
 
 FORMAT_CHOICE = click.Choice(list(FORMATS) + list(ALIASES), case_sensitive=False)
 FORMAT_NAMES = ", ".join(FORMATS) + " (aliases: " + ", ".join(f"{a}={t}" for a, t in ALIASES.items()) + ")"
@@ -12,7 +12,7 @@ FORMAT_NAMES = ", ".join(FORMATS) + " (aliases: " + ", ".join(f"{a}={t}" for a, 
 def _check_file_output(ctx, param, value):
     """Refuse at once (exit 73) a file output that would replace a folder, not after the work."""
     if value not in (None, "-"):
-        from vecpipe.core.io.streams import check_output
+        from vecpipe.core.io.outputs import check_output
 
         check_output(value)
     return value

@@ -64,9 +64,8 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
         SimStats, distribution, matrix_scores, pair_scores, plot_distribution, read_pairs, read_side, read_texts,
         score_pairs,
     )
-    from vecpipe.core.io.streams import (
-        atomic_path, open_output, write_npy_block,
-    )
+    from vecpipe.core.io.npy import write_npy_block
+    from vecpipe.core.io.outputs import atomic_path, open_output
 
     dumps = lambda rec: orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)  # noqa: E731
     scores_seen = []

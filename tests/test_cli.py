@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO, cjk_words, run_vecpipe, write_w2v_text
 from vecpipe.cli.main import COMMANDS, cli
-from vecpipe.core.vectors.formats import read_vectors
+from vecpipe.core.vectors.readwrite import read_vectors
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import run_vecpipe
 from vecpipe.core.models.batching import Budget, plan_batches, run_batches
-from vecpipe.core.vectors.formats import WordVectors, write_vectors
+from vecpipe.core.vectors.readwrite import write_vectors
+from vecpipe.core.vectors.wordvectors import WordVectors
 from vecpipe.core.models.base import load_model
 from vecpipe.core.models.static import StaticEncoder
 from vecpipe.core.models.transformer import TransformerEncoder

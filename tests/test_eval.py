@@ -19,7 +19,8 @@ from vecpipe.core.eval.tasks import (
     read_analogies, read_qrels, read_sentence_pairs, read_texts_by_id, report_table, run_analogy, run_classify,
     run_retrieval, run_similarity, run_sts,
 )
-from vecpipe.core.vectors.formats import WordVectors, write_vectors
+from vecpipe.core.vectors.readwrite import write_vectors
+from vecpipe.core.vectors.wordvectors import WordVectors
 from vecpipe.core.models.base import Encoded, load_model
 from vecpipe.core.models.transformer import TransformerEncoder
 

@@ -24,7 +24,7 @@ from vecpipe.core.fetch.http import _RedirectHandler
 from vecpipe.core.fetch.hub import fetch_hub
 from vecpipe.core.fetch.catalog import Entry
 from vecpipe.core.errors import DataError, UnavailableError, UsageError
-from vecpipe.core.vectors.formats import read_vectors
+from vecpipe.core.vectors.readwrite import read_vectors
 
 
 # ---------------------------------------------------------------- the server

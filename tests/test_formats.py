@@ -12,16 +12,11 @@ from gensim.models import KeyedVectors
 from conftest import cjk_words, write_w2v_text
 from vecpipe.core.vectors.convert import ConvertOptions, convert
 from vecpipe.core.errors import DataError
-from vecpipe.core.vectors.formats import (
-    FORMATS,
-    ReadStats,
-    WordVectors,
-    detect_format,
-    open_vecdir,
-    read_vectors,
-    write_vectors,
-)
-from vecpipe.core.io.streams import open_input
+from vecpipe.core.vectors.detect import detect_format
+from vecpipe.core.vectors.readwrite import read_vectors, write_vectors
+from vecpipe.core.vectors.vecdir import open_vecdir
+from vecpipe.core.vectors.wordvectors import FORMATS, ReadStats, WordVectors
+from vecpipe.core.io.inputs import open_input
 
 SUFFIX = {"word2vec": ".txt", "glove": ".glove.txt", "word2vec-bin": ".bin", "sparse": ".sparse.txt", "jsonl": ".jsonl", "vecdir": ".vecdir"}
 
@@ -250,12 +245,12 @@ def test_nonfinite_values_are_refused_not_written(tmp_path):
 
 def test_large_file_uses_fast_and_careful_paths_alike(tmp_path, monkeypatch):
     """Chunks that the fast parser accepts and ones it refuses give the same rows."""
-    import vecpipe.core.vectors.formats as formats
+    import vecpipe.core.vectors.text as text
 
     words = cjk_words(3000, seed=3)
     x = np.random.default_rng(1).standard_normal((3000, 8)).astype(np.float32)
     path = write_w2v_text(tmp_path / "v.txt", words, x, trailing=" ")
-    monkeypatch.setattr(formats, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(text, "CHUNK_BYTES", 4096)
     lines = path.read_text().split("\n")
     lines[1500] = lines[1500].replace(" ", "\t", 1)  # one chunk goes the careful way
     path.write_text("\n".join(lines))

@@ -7,7 +7,7 @@ import pytest
 from gensim.models import KeyedVectors
 
 from conftest import run_vecpipe
-from vecpipe.core.vectors.formats import read_vectors, write_vectors
+from vecpipe.core.vectors.readwrite import read_vectors, write_vectors
 from vecpipe.core.search.knn import topk_torch
 from vecpipe.core.search.topk import topk
 

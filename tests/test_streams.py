@@ -6,16 +6,10 @@ import orjson
 import pytest
 
 from vecpipe.core.errors import DataError
-from vecpipe.core.io.streams import (
-    NpyStreamWriter,
-    atomic_path,
-    is_npy,
-    open_output,
-    open_vector_output,
-    read_npy_stream,
-    read_records,
-    write_jsonl,
-)
+from vecpipe.core.io.inputs import read_records
+from vecpipe.core.io.jsonl import write_jsonl
+from vecpipe.core.io.npy import NpyFileWriter, NpyStreamWriter, is_npy, read_npy_stream
+from vecpipe.core.io.outputs import atomic_path, open_output
 
 
 def _reader(data: bytes):
@@ -73,9 +67,12 @@ def test_npy_file_output_is_one_true_array(tmp_path):
     path = tmp_path / "v.npy"
     rng = np.random.default_rng(0)
     blocks = [rng.standard_normal((n, 7)).astype(np.float32) for n in (5, 1, 300)]
-    with open_vector_output(path) as w:
+    # as encode writes `-o x.npy`: NpyFileWriter into an atomic temporary, header fixed on close
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        w = NpyFileWriter(fh)
         for b in blocks:
             w.write(b)
+        w.close()
     expected = np.vstack(blocks)
     np.testing.assert_array_equal(np.load(path), expected)
     mm = np.load(path, mmap_mode="r")

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import cjk_words, run_vecpipe
 from vecpipe.core.errors import DataError, UnavailableError, UsageError
-from vecpipe.core.vectors.formats import read_vectors
+from vecpipe.core.vectors.readwrite import read_vectors
 from vecpipe.core.train.w2v import TrainOptions, gensim_params, ppmi_matrix, train
 
 FAST = dict(dim=24, epochs=2, min_count=2, workers=1, seed=7, bucket=5000)

@@ -12,7 +12,8 @@ from vecpipe.core.eval import metrics as M
 from vecpipe.core.fetch.catalog import find
 from vecpipe.core.errors import DataError
 from vecpipe.core.eval.tasks import read_sentence_pairs, read_squad, report_table, run_similarity, run_squad_retrieval
-from vecpipe.core.vectors.formats import WordVectors, write_vectors
+from vecpipe.core.vectors.readwrite import write_vectors
+from vecpipe.core.vectors.wordvectors import WordVectors
 from vecpipe.core.models.base import load_model
 
 TOPICS = ["苹果", "香蕉", "汽车", "火车", "音乐", "电影"]

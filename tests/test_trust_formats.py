@@ -12,8 +12,11 @@ from scipy import sparse
 from conftest import run_vecpipe, write_w2v_text
 from vecpipe.core.vectors.convert import ConvertOptions, convert
 from vecpipe.core.errors import DataError
-from vecpipe.core.vectors.formats import ReadStats, WordVectors, detect_format, open_vecdir, read_vectors, write_vectors
-from vecpipe.core.io.streams import open_input
+from vecpipe.core.vectors.detect import detect_format
+from vecpipe.core.vectors.readwrite import read_vectors, write_vectors
+from vecpipe.core.vectors.vecdir import open_vecdir
+from vecpipe.core.vectors.wordvectors import ReadStats, WordVectors
+from vecpipe.core.io.inputs import open_input
 
 BOM = b"\xef\xbb\xbf"
 X3 = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=np.float32)
@@ -453,9 +456,9 @@ class _Pipe(io.RawIOBase):
 def test_detection_waits_for_more_than_the_first_write_of_a_pipe(monkeypatch, body, expected):
     """`vecpipe convert x | vecpipe convert -`: the header may arrive alone (it did,
     and sparse or text on stdin was taken for word2vec binary)."""
-    import vecpipe.core.vectors.formats as formats
+    import vecpipe.core.vectors.readwrite as readwrite
 
-    monkeypatch.setattr(formats, "open_input", lambda path: io.BufferedReader(_Pipe([BOM + b"2 3\n", body])))
+    monkeypatch.setattr(readwrite, "open_input", lambda path: io.BufferedReader(_Pipe([BOM + b"2 3\n", body])))
     wv = read_vectors("-")
     assert wv.words == ["a", "b"]
     np.testing.assert_array_equal(wv.dense(), expected)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from vecpipe.core.encode.pipeline import int8_ranges, quantize
-from vecpipe.core.vectors.formats import WordVectors, write_vectors
+from vecpipe.core.vectors.readwrite import write_vectors
+from vecpipe.core.vectors.wordvectors import WordVectors
 from vecpipe.core.models.base import load_model
 from vecpipe.core.models.static import StaticEncoder
 from vecpipe.core.models.segment import LongestMatch

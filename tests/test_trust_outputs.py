@@ -267,7 +267,7 @@ def test_an_interrupted_commit_never_leaves_the_main_output_without_its_side_out
 
 
 def test_npy_block_into_a_closed_pipe_raises_broken_pipe():
-    from vecpipe.core.io.streams import write_npy_block
+    from vecpipe.core.io.npy import write_npy_block
 
     r, w = os.pipe()
 

@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from conftest import DATA, run_vecpipe
-from vecpipe.core.vectors.formats import WordVectors, write_vectors
+from vecpipe.core.vectors.readwrite import write_vectors
+from vecpipe.core.vectors.wordvectors import WordVectors
 
 PY = [sys.executable, "-m", "vecpipe"]
 BOM = b"\xef\xbb\xbf"
@@ -378,7 +379,7 @@ def test_bom_jsonl_sim(tmp_path, tiny_vecdir, via):
 
 
 def test_bom_text_lines_and_ids(tmp_path, tiny_vecdir):
-    from vecpipe.core.io.streams import iter_lines, open_input, read_numbered_records
+    from vecpipe.core.io.inputs import iter_lines, open_input, read_numbered_records
 
     src = tmp_path / "t.txt"
     src.write_bytes(BOM + "北京\n上海\n".encode())

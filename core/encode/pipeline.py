@@ -19,9 +19,10 @@ from vecpipe.core.io.records import OnError
 from vecpipe.core.models.base import add_counters
 from vecpipe.core.errors import DataError, NoInputError, UsageError
 from vecpipe.core.io.progress import progress
-from vecpipe.core.io.streams import (
-    NpyStreamWriter, atomic_path, check_distinct, check_output, display_name, is_npy, is_special_output, lock_output,
-    make_parents, open_input, open_output, read_npy_stream, read_numbered_records, remove_made, write_npy_block,
+from vecpipe.core.io.inputs import display_name, open_input, read_numbered_records
+from vecpipe.core.io.npy import is_npy, NpyStreamWriter, read_npy_stream, write_npy_block
+from vecpipe.core.io.outputs import (
+    atomic_path, check_distinct, check_output, is_special_output, lock_output, make_parents, open_output, remove_made,
 )
 
 log = logging.getLogger("vecpipe")

@@ -33,7 +33,7 @@ from vecpipe.core.eval import metrics as M
 from vecpipe.core.io import pairs as P
 from vecpipe.core.errors import DataError, NoInputError, UnavailableError, UsageError
 from vecpipe.core.io.progress import progress
-from vecpipe.core.io.streams import display_name, iter_lines, open_input, read_numbered_records
+from vecpipe.core.io.inputs import display_name, iter_lines, open_input, read_numbered_records
 
 log = logging.getLogger("vecpipe")
 

@@ -87,7 +87,8 @@ def convert_entry(e: Entry, path: Path) -> Path:
     """`--convert`: turn a fetched word-vector file into the entry's vecdir, once."""
     if e.kind != "static":
         raise UsageError(f"{e.name} is a {e.kind}, not word vectors: --convert does not apply")
-    from vecpipe.core.vectors.formats import is_vecdir, read_vectors, save_vecdir
+    from vecpipe.core.vectors.readwrite import read_vectors
+    from vecpipe.core.vectors.vecdir import is_vecdir, save_vecdir
 
     if is_vecdir(path):
         return path

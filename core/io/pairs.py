@@ -22,7 +22,7 @@ import numpy as np
 
 from vecpipe.core.errors import DataError, UsageError
 from vecpipe.core.io.compression import strip_compression_suffix
-from vecpipe.core.io.streams import iter_lines
+from vecpipe.core.io.inputs import iter_lines
 
 # the column names the field uses for each role (compared in lower case)
 FIRST_NAMES = ("sentence1", "text1", "text_a", "sentence_a", "s1", "sent1", "query1", "question1", "q1", "word1", "w1")

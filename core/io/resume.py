@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 
 from vecpipe.core.errors import DataError, OutputError, UsageError
-from vecpipe.core.io.streams import NpyFileWriter, acquire_lock
+from vecpipe.core.io.npy import NpyFileWriter
+from vecpipe.core.io.outputs import acquire_lock
 
 log = logging.getLogger("vecpipe")
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from vecpipe.core.errors import DataError, NoInputError, UnavailableError, UsageError
-from vecpipe.core.vectors.formats import is_vecdir
+from vecpipe.core.vectors.vecdir import is_vecdir
 
 DEFAULT_MODEL = "bge-small-zh"
 

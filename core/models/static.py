@@ -9,7 +9,9 @@ import numpy as np
 from vecpipe.core.errors import DataError, UsageError, error_gist
 from vecpipe.core.models.base import Encoded, Encoder, ModelSpec, register
 from vecpipe.core.search.topk import normalize_rows
-from vecpipe.core.vectors.formats import WordVectors, is_vecdir, read_vectors
+from vecpipe.core.vectors.readwrite import read_vectors
+from vecpipe.core.vectors.vecdir import is_vecdir
+from vecpipe.core.vectors.wordvectors import WordVectors
 
 
 @register("static")

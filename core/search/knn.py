@@ -10,9 +10,10 @@ import numpy as np
 import orjson
 
 from vecpipe.core.errors import DataError, NoInputError, UsageError
-from vecpipe.core.vectors.formats import is_vecdir, open_vecdir
+from vecpipe.core.vectors.vecdir import is_vecdir, open_vecdir
 from vecpipe.core.search.topk import analogy, normalize_rows, topk
-from vecpipe.core.io.streams import display_name, is_npy, load_npy, open_input, read_npy_stream, read_numbered_records
+from vecpipe.core.io.inputs import display_name, open_input, read_numbered_records
+from vecpipe.core.io.npy import is_npy, load_npy, read_npy_stream
 
 log = logging.getLogger("vecpipe")
 
@@ -356,7 +357,7 @@ def load_faiss(index: Index, path, metric: str | None = None) -> str:
 
 def save_faiss(index: Index, path) -> None:
     """The faiss index, and beside it PATH.meta.json: metric, dim, rows, normalisation."""
-    from vecpipe.core.io.streams import atomic_path
+    from vecpipe.core.io.outputs import atomic_path
 
     faiss = _faiss()
     with atomic_path(faiss_meta_path(path)) as tmp:

@@ -11,7 +11,7 @@ import numpy as np
 from vecpipe.core.io import pairs as P
 from vecpipe.core.errors import DataError, UsageError
 from vecpipe.core.search.topk import normalize_rows
-from vecpipe.core.io.streams import display_name, open_input, read_numbered_records
+from vecpipe.core.io.inputs import display_name, open_input, read_numbered_records
 
 log = logging.getLogger("vecpipe")
 
@@ -105,7 +105,7 @@ def _table_pairs(fh, src, name, fields, columns):
 
 def read_side(path, option: str) -> np.ndarray:
     """All rows of the npy stream (or .npy file) given to --left or --right."""
-    from vecpipe.core.io.streams import read_npy_stream
+    from vecpipe.core.io.npy import read_npy_stream
 
     name = display_name(path)
     fh = open_input(path)
@@ -220,7 +220,7 @@ def plot_distribution(scores, path, title: str = "") -> None:
         from vecpipe.core.errors import UnavailableError
 
         raise UnavailableError("--plot needs matplotlib: pip install matplotlib") from None
-    from vecpipe.core.io.streams import atomic_path
+    from vecpipe.core.io.outputs import atomic_path
 
     s = [v for v in scores if v is not None and np.isfinite(v)]
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -40,9 +40,12 @@ import numpy as np
 from vecpipe import __version__
 from vecpipe.core.vectors.convert import output_format_for
 from vecpipe.core.errors import DataError, NoInputError, UsageError
-from vecpipe.core.vectors.formats import WordVectors, vecdir_replaceable, write_vectors
+from vecpipe.core.vectors.readwrite import write_vectors
+from vecpipe.core.vectors.vecdir import vecdir_replaceable
+from vecpipe.core.vectors.wordvectors import WordVectors
 from vecpipe.core.io.progress import progress
-from vecpipe.core.io.streams import atomic_path, check_distinct, display_name, open_input
+from vecpipe.core.io.inputs import display_name, open_input
+from vecpipe.core.io.outputs import atomic_path, check_distinct
 from vecpipe.core.models.segment import make_tokenizer
 
 log = logging.getLogger("vecpipe")

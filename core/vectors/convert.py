@@ -9,11 +9,12 @@ import numpy as np
 
 from vecpipe import __version__
 from vecpipe.core.errors import DataError, UsageError
-from vecpipe.core.vectors.formats import (
-    ReadStats, WordVectors, canonical_format, nonfinite_rows, read_vectors, vecdir_replaceable, write_vectors,
-)
+from vecpipe.core.vectors.readwrite import read_vectors, write_vectors
+from vecpipe.core.vectors.vecdir import vecdir_replaceable
+from vecpipe.core.vectors.wordvectors import canonical_format, nonfinite_rows, ReadStats, WordVectors
 from vecpipe.core.search.topk import normalize_rows
-from vecpipe.core.io.streams import check_output, display_name, is_special_output, iter_lines, open_input
+from vecpipe.core.io.inputs import display_name, iter_lines, open_input
+from vecpipe.core.io.outputs import check_output, is_special_output
 
 log = logging.getLogger("vecpipe")
 
