@@ -15,10 +15,12 @@ from scipy import stats
 from conftest import cjk_words, run_vecpipe
 from vecpipe.core.eval import metrics as M
 from vecpipe.core.errors import DataError, UnavailableError
-from vecpipe.core.eval.tasks import (
-    read_analogies, read_qrels, read_sentence_pairs, read_texts_by_id, report_table, run_analogy, run_classify,
-    run_retrieval, run_similarity, run_sts,
-)
+from vecpipe.core.eval.analogy import read_analogies, run_analogy
+from vecpipe.core.eval.classify import run_classify
+from vecpipe.core.eval.report import report_table
+from vecpipe.core.eval.retrieval import read_qrels, read_texts_by_id, run_retrieval
+from vecpipe.core.eval.similarity import run_similarity
+from vecpipe.core.eval.sts import read_sentence_pairs, run_sts
 from vecpipe.core.vectors.formats import WordVectors, write_vectors
 from vecpipe.core.models.base import Encoded, load_model
 from vecpipe.core.models.transformer import TransformerEncoder
@@ -564,7 +566,7 @@ def test_classify_cli_with_test_file(tmp_path, topic_vecdir, labelled):
 
 
 def test_classify_without_sklearn_says_how_to_install(monkeypatch):
-    from vecpipe.core.eval.tasks import require_sklearn
+    from vecpipe.core.eval.classify import require_sklearn
 
     monkeypatch.setitem(sys.modules, "sklearn", None)
     with pytest.raises(UnavailableError, match=r"pip install 'vecpipe\[classify\]'"):
