@@ -475,6 +475,25 @@ def test_sts_bad_lines(tmp_path):
     assert (s1, s2, labels.tolist(), skipped) == (["a"], ["b"], [1.0], 1)
 
 
+@pytest.mark.parametrize("data,expected", [
+    (b'\n  \n {"text": "a"}\n', True),                 # blank lines and spaces before the first '{'
+    (b'\xef\xbb\xbf{"text": "a"}\n', True),             # a byte-order mark
+    (b"{not json\n", True),                             # JSONL with a bad first line is still JSONL
+    (b'text\n{"text": "a"}\n', False),                 # decided by the first line only
+    (b"", False),
+])
+def test_is_jsonl_is_the_rule_of_read_numbered_records(tmp_path, data, expected):
+    """eval decides JSONL or table as streams.read_numbered_records does (one rule), compressed or not."""
+    import gzip
+
+    from vecpipe.core.eval.common import is_jsonl
+
+    for name, raw in (("d.txt", data), ("d.txt.gz", gzip.compress(data))):
+        path = tmp_path / name
+        path.write_bytes(raw)
+        assert is_jsonl(path) is expected
+
+
 def test_sts_bad_line_exit_65(tmp_path, topic_vecdir):
     bad = tmp_path / "bad.tsv"
     bad.write_text("苹果\t香蕉\t1\n汽车\t火车\tyes\n", encoding="utf-8")
