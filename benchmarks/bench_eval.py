@@ -53,7 +53,8 @@ PEAK = (
 
 VECPIPE = PEAK + """
 import json, sys, time
-from vecpipe.core.eval.tasks import load_word_vectors, run_analogy
+from vecpipe.core.eval.analogy import run_analogy
+from vecpipe.core.eval.common import load_word_vectors
 wv = load_word_vectors(sys.argv[1])
 methods = tuple(sys.argv[3].split(","))
 t, c = time.perf_counter(), cpu()
@@ -87,7 +88,7 @@ import json, sys, logging, warnings
 logging.disable(logging.INFO)
 warnings.simplefilter("ignore")
 from gensim.models import KeyedVectors
-from vecpipe.core.eval.tasks import load_word_vectors
+from vecpipe.core.eval.common import load_word_vectors
 wv = load_word_vectors(sys.argv[1])
 kv = KeyedVectors(wv.dim)
 kv.add_vectors(wv.words, wv.dense())

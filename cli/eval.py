@@ -7,7 +7,9 @@ import time
 
 import click
 
-from vecpipe.cli.options import model_spec, model_options, on_error_option, output_option, unicode_errors_option
+from vecpipe.cli.options import (
+    model_option, model_options, model_spec, on_error_option, output_option, unicode_errors_option,
+)
 
 log = logging.getLogger("vecpipe")
 
@@ -34,13 +36,6 @@ def eval_group():
     """
 
 
-def _model_option(f):
-    return click.option(
-        "-m", "--model", "model", metavar="MODEL", envvar="VECPIPE_MODEL",
-        help="Word vectors: a vecdir or word-vector file, builtin:NAME or a catalog name (default: $VECPIPE_MODEL).",
-    )(f)
-
-
 def _common(f):
     for d in reversed([
         output_option(RESULT_OUTPUT_HELP),
@@ -55,7 +50,8 @@ def _common(f):
 
 def _finish(task, result, *, model, paths, name, output, load_seconds=0.0):
     """Wrap a runner's dict into the full result; table to stderr, JSON out."""
-    from vecpipe.core.eval.tasks import dumps_result, make_result, summary_table
+    from vecpipe.core.eval.common import dumps_result, make_result
+    from vecpipe.core.eval.report import summary_table
     from vecpipe.core.io.outputs import open_output
 
     seconds = result.pop("seconds")
@@ -68,14 +64,15 @@ def _finish(task, result, *, model, paths, name, output, load_seconds=0.0):
 
 
 def _dataset(arg):
-    from vecpipe.core.eval.tasks import resolve_dataset
+    from vecpipe.core.eval.common import resolve_dataset
 
     return resolve_dataset(arg)
 
 
 @eval_group.command()
 @click.argument("dataset")
-@_model_option
+@model_option("Word vectors: a vecdir or word-vector file, builtin:NAME or a catalog name "
+              "(default: $VECPIPE_MODEL).")
 @click.option("--method", type=click.Choice(["add", "mul", "both"]), default="both", show_default=True,
               help="3CosAdd (gensim's most_similar), 3CosMul (most_similar_cosmul), or both.")
 @click.option("--restrict-vocab", type=click.IntRange(min=1), metavar="N",
@@ -101,7 +98,8 @@ def analogy(dataset, model, method, restrict_vocab, case_insensitive, block, out
       vecpipe eval analogy -m mine.vecdir ca8.morphological --restrict-vocab 300000 -o ca8.json
     """
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.eval.tasks import load_word_vectors, model_info, run_analogy
+    from vecpipe.core.eval.analogy import run_analogy
+    from vecpipe.core.eval.common import load_word_vectors, model_info
     from vecpipe.core.models.resolve import default_spec
 
     path = _dataset(dataset)
@@ -147,7 +145,8 @@ def similarity(dataset, restrict_vocab, case_insensitive, zero_unknown, score_co
       vecpipe eval similarity -m mine.vecdir wordsim-240.txt
       vecpipe eval similarity -m bge-small-zh wordsim-297.txt -o ws297.json
     """
-    from vecpipe.core.eval.tasks import load_word_vectors, model_info, run_similarity
+    from vecpipe.core.eval.common import load_word_vectors, model_info
+    from vecpipe.core.eval.similarity import run_similarity
     from vecpipe.core.models.resolve import default_spec
 
     path = _dataset(dataset)
@@ -194,7 +193,8 @@ def sts(dataset, prompt, fields, columns, output, dataset_label, on_error, unico
       vecpipe eval sts -m bge-small-zh pairs-with-ids.tsv --columns 2,3,4
     """
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.eval.tasks import model_info, run_sts
+    from vecpipe.core.eval.common import model_info
+    from vecpipe.core.eval.sts import run_sts
     from vecpipe.core.models.resolve import default_spec
 
     names = tuple(f.strip() for f in fields.split(","))
@@ -248,7 +248,8 @@ def retrieval(dataset, queries, corpus, qrels, split, query_prompt, no_query_pro
       vecpipe eval retrieval -m m3e-base --queries q.tsv --corpus docs.jsonl --qrels qrels.tsv -o r.json
     """
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.eval.tasks import find_retrieval_files, model_info, run_retrieval, run_squad_retrieval
+    from vecpipe.core.eval.common import model_info
+    from vecpipe.core.eval.retrieval import find_retrieval_files, run_retrieval, run_squad_retrieval
     from vecpipe.core.models.resolve import catalog_query_prompt, default_spec
 
     if query_prompt and no_query_prompt:
@@ -327,7 +328,8 @@ def classify(data, test_data, folds, test_size, seed, max_per_label, max_iter, C
       vecpipe eval classify -m mine.vecdir train.jsonl --test test.jsonl -o tnews.json
       vecpipe eval classify -m m3e-base news.tsv --folds 5 --max-per-label 2000
     """
-    from vecpipe.core.eval.tasks import model_info, require_sklearn, run_classify
+    from vecpipe.core.eval.classify import require_sklearn, run_classify
+    from vecpipe.core.eval.common import model_info
     from vecpipe.core.models.resolve import default_spec
 
     require_sklearn()
@@ -365,7 +367,7 @@ def report(results, output, fmt, layout, metrics, percent):
       vecpipe eval report results/*.json --format tsv --metric spearman -o table.tsv
       vecpipe eval report results/*.json --layout long --percent
     """
-    from vecpipe.core.eval.tasks import read_results, report_table
+    from vecpipe.core.eval.report import read_results, report_table
     from vecpipe.core.io.outputs import open_output
 
     table = report_table(read_results(results), fmt=fmt, layout=layout, metrics=list(metrics) or None, percent=percent)

@@ -45,12 +45,20 @@ def unicode_errors_option(f):
     )(f)
 
 
+MODEL_HELP = ("A vecdir or word-vector file, a sentence-transformers folder, builtin:NAME, a catalog "
+              "name or a Hugging Face id in the local cache (default: $VECPIPE_MODEL, else bge-small-zh).")
+
+
+def model_option(help_text: str = MODEL_HELP):
+    """-m alone (the one definition); `help_text` for a command that takes only some models (eval analogy:
+    word vectors, which none of the other model options apply to)."""
+    return click.option("-m", "--model", "model", metavar="MODEL", envvar="VECPIPE_MODEL", help=help_text)
+
+
 def model_options(f):
     """-m and every model option (a core.models.base.ModelSpec), shared by encode, sim, knn and eval."""
     decorators = [
-        click.option("-m", "--model", "model", metavar="MODEL", envvar="VECPIPE_MODEL",
-                     help="A vecdir or word-vector file, a sentence-transformers folder, builtin:NAME, a catalog "
-                          "name or a Hugging Face id in the local cache (default: $VECPIPE_MODEL, else bge-small-zh)."),
+        model_option(),
         click.option("--device", default="auto", show_default=True,
                      help="cpu, cuda, cuda:1, mps, or several: cuda:0,cuda:1 (one worker each)."),
         click.option("--dtype", "torch_dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",

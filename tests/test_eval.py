@@ -15,10 +15,12 @@ from scipy import stats
 from conftest import cjk_words, run_vecpipe
 from vecpipe.core.eval import metrics as M
 from vecpipe.core.errors import DataError, UnavailableError
-from vecpipe.core.eval.tasks import (
-    read_analogies, read_qrels, read_sentence_pairs, read_texts_by_id, report_table, run_analogy, run_classify,
-    run_retrieval, run_similarity, run_sts,
-)
+from vecpipe.core.eval.analogy import read_analogies, run_analogy
+from vecpipe.core.eval.classify import run_classify
+from vecpipe.core.eval.report import report_table
+from vecpipe.core.eval.retrieval import read_qrels, read_texts_by_id, run_retrieval
+from vecpipe.core.eval.similarity import run_similarity
+from vecpipe.core.eval.sts import read_sentence_pairs, run_sts
 from vecpipe.core.vectors.readwrite import write_vectors
 from vecpipe.core.vectors.wordvectors import WordVectors
 from vecpipe.core.models.base import Encoded, load_model
@@ -474,6 +476,25 @@ def test_sts_bad_lines(tmp_path):
     assert (s1, s2, labels.tolist(), skipped) == (["a"], ["b"], [1.0], 1)
 
 
+@pytest.mark.parametrize("data,expected", [
+    (b'\n  \n {"text": "a"}\n', True),                 # blank lines and spaces before the first '{'
+    (b'\xef\xbb\xbf{"text": "a"}\n', True),             # a byte-order mark
+    (b"{not json\n", True),                             # JSONL with a bad first line is still JSONL
+    (b'text\n{"text": "a"}\n', False),                 # decided by the first line only
+    (b"", False),
+])
+def test_is_jsonl_is_the_rule_of_read_numbered_records(tmp_path, data, expected):
+    """eval decides JSONL or table as streams.read_numbered_records does (one rule), compressed or not."""
+    import gzip
+
+    from vecpipe.core.eval.common import is_jsonl
+
+    for name, raw in (("d.txt", data), ("d.txt.gz", gzip.compress(data))):
+        path = tmp_path / name
+        path.write_bytes(raw)
+        assert is_jsonl(path) is expected
+
+
 def test_sts_bad_line_exit_65(tmp_path, topic_vecdir):
     bad = tmp_path / "bad.tsv"
     bad.write_text("苹果\t香蕉\t1\n汽车\t火车\tyes\n", encoding="utf-8")
@@ -565,7 +586,7 @@ def test_classify_cli_with_test_file(tmp_path, topic_vecdir, labelled):
 
 
 def test_classify_without_sklearn_says_how_to_install(monkeypatch):
-    from vecpipe.core.eval.tasks import require_sklearn
+    from vecpipe.core.eval.classify import require_sklearn
 
     monkeypatch.setitem(sys.modules, "sklearn", None)
     with pytest.raises(UnavailableError, match=r"pip install 'vecpipe\[classify\]'"):

@@ -11,7 +11,10 @@ from scipy import stats
 from vecpipe.core.eval import metrics as M
 from vecpipe.core.fetch.catalog import find
 from vecpipe.core.errors import DataError
-from vecpipe.core.eval.tasks import read_sentence_pairs, read_squad, report_table, run_similarity, run_squad_retrieval
+from vecpipe.core.eval.report import report_table
+from vecpipe.core.eval.retrieval import read_squad, run_squad_retrieval
+from vecpipe.core.eval.similarity import run_similarity
+from vecpipe.core.eval.sts import read_sentence_pairs
 from vecpipe.core.vectors.readwrite import write_vectors
 from vecpipe.core.vectors.wordvectors import WordVectors
 from vecpipe.core.models.base import load_model
@@ -415,7 +418,7 @@ def test_analogy_invalid_utf8_is_65_with_line(invoke, topics, tmp_path):
 
 
 def test_classify_csv_and_named_headers(tmp_path):
-    from vecpipe.core.eval.tasks import read_labelled
+    from vecpipe.core.eval.classify import read_labelled
 
     csv_path = tmp_path / "waimai_10k.csv"  # label,review with quoted commas and a BOM
     csv_path.write_bytes(b"\xef\xbb\xbf" + 'label,review\r\n1,"很快,好吃"\r\n0,"送餐慢，""凉了"""\r\n'.encode())
