@@ -108,13 +108,13 @@ def _read_error(exc: Exception, name: str) -> DataError:
 
 
 def _char_tokens(text: str) -> list[str]:
-    # core.segment's `char` ([c for c in text if not c.isspace()]) done in C:
+    # core.models.segment's `char` ([c for c in text if not c.isspace()]) done in C:
     # str.split() and str.isspace() share one definition of whitespace
     return list("".join(text.split()))
 
 
 def tokenizer_for(name: str):
-    """core.segment's tokenizer `name`, with a faster equivalent for `char`."""
+    """core.models.segment's tokenizer `name`, with a faster equivalent for `char`."""
     return _char_tokens if name == "char" else make_tokenizer(name)
 
 
