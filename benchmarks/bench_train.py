@@ -54,7 +54,8 @@ print(json.dumps({"seconds": t2 - t, "cpu": c2 - c, "tokens": m.corpus_total_wor
 
 VECPIPE = CLOCKS + """
 from gensim.models import Word2Vec  # imported before the clock starts, as on the gensim side
-from vecpipe.core.train.w2v import TrainOptions, train
+from vecpipe.core.train.job import train
+from vecpipe.core.train.options import TrainOptions
 opts = TrainOptions(**json.loads(sys.argv[2]))
 t, c = clocks()
 r = train(json.loads(sys.argv[1]), opts)
@@ -87,7 +88,7 @@ def char_tokenized_copy(files: list[Path], dest: Path) -> None:
 def bench(label, gensim_corpus, vecpipe_inputs, tokenize, args, workers):
     opts = dict(dim=args.dim, window=5, sample=1e-5, min_count=10, epochs=args.epochs, negative=5,
                 workers=workers, seed=1, tokenize=tokenize)
-    from vecpipe.core.train.w2v import TrainOptions, gensim_params
+    from vecpipe.core.train.options import TrainOptions, gensim_params
 
     params = gensim_params(TrainOptions(**opts), workers)
     g_runs, v_runs = [], []

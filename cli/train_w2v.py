@@ -4,8 +4,9 @@ from __future__ import annotations
 import click
 
 from vecpipe.cli.options import FORMAT_CHOICE, FORMAT_NAMES, output_option, unicode_errors_option
+from vecpipe.core.train.job import train_to_files
+from vecpipe.core.train.options import MODELS, TOKENIZERS, TrainOptions
 from vecpipe.core.vectors.convert import load_vocab_file
-from vecpipe.core.train.w2v import MODELS, TOKENIZERS, TrainOptions, train_to_files
 
 
 @click.command("train-w2v")

@@ -15,8 +15,10 @@ import pytest
 
 from conftest import cjk_words, run_vecpipe
 from vecpipe.core.errors import DataError, UnavailableError, UsageError
+from vecpipe.core.train.job import train
+from vecpipe.core.train.options import TrainOptions, gensim_params
+from vecpipe.core.train.ppmi import ppmi_matrix
 from vecpipe.core.vectors.readwrite import read_vectors
-from vecpipe.core.train.w2v import TrainOptions, gensim_params, ppmi_matrix, train
 
 FAST = dict(dim=24, epochs=2, min_count=2, workers=1, seed=7, bucket=5000)
 
@@ -273,11 +275,11 @@ def test_ppmi_matches_a_pair_by_pair_reference(tmp_path, dynamic, ngram_order):
 def test_ppmi_counting_blocks_do_not_change_the_result(monkeypatch, zipf_file):
     """Counting goes block by block over the token positions; pairs that cross a
     block boundary must count exactly once (and subsampling draws the same)."""
-    import vecpipe.core.train.w2v as train_module
+    import vecpipe.core.train.ppmi as ppmi_module
 
     opts = TrainOptions(model="ppmi", window=4, sample=1e-3, min_count=2, ngram_order=2, seed=3)
     whole = train([str(zipf_file)], opts)
-    monkeypatch.setattr(train_module, "PPMI_BLOCK", 7)
+    monkeypatch.setattr(ppmi_module, "PPMI_BLOCK", 7)
     blocks = train([str(zipf_file)], opts)
     assert blocks.contexts.words == whole.contexts.words
     assert abs(blocks.vectors.vectors - whole.vectors.vectors).max() < 1e-6
@@ -357,7 +359,7 @@ def test_char_tokens_are_core_segments():
     import sys as _sys
 
     from vecpipe.core.models.segment import make_tokenizer
-    from vecpipe.core.train.w2v import tokenizer_for
+    from vecpipe.core.train.corpus import tokenizer_for
 
     spaces = "".join(chr(i) for i in range(_sys.maxunicode + 1) if chr(i).isspace())
     text = "天地 玄黄\u3000a1,\t宇宙\r\n" + spaces + "洪荒。 "
