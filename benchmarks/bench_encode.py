@@ -133,7 +133,8 @@ def bench_static(texts, repeat):
     t_auto, _ = timed(lambda: enc_auto.encode(texts), repeat)
     print(f"static ({len(kv)} x {kv.vector_size} word2vec trained on People's Daily, {len(texts)} LCQMC texts):")
     print(f"  text2vec's way (jieba + gensim + numpy mean)  {len(texts) / t_ref:9.0f} texts/s")
-    print(f"  vecpipe, --tokenize jieba (same segmentation) {len(texts) / t_jieba:9.0f} texts/s  {t_ref / t_jieba:5.1f}x  max |diff| {same:.1e}")
+    print(f"  vecpipe, --tokenize jieba (same segmentation) {len(texts) / t_jieba:9.0f} texts/s  "
+          f"{t_ref / t_jieba:5.1f}x  max |diff| {same:.1e}")
     print(f"  vecpipe, default longest match over vocab    {len(texts) / t_auto:9.0f} texts/s  {t_ref / t_auto:5.1f}x  (bar: >= 3x)")
     return vecdir
 

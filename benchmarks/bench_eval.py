@@ -60,7 +60,8 @@ methods = tuple(sys.argv[3].split(","))
 t, c = time.perf_counter(), cpu()
 r = run_analogy(wv, sys.argv[2], methods=methods, restrict=len(wv))
 s, c = time.perf_counter() - t, cpu() - c
-print(json.dumps({"seconds": s, "cpu": c, "peak": peak_rss(), "correct": [c["correct_3cosadd"] for c in r["categories"]] if "add" in methods else None,
+print(json.dumps({"seconds": s, "cpu": c, "peak": peak_rss(),
+                  "correct": [c["correct_3cosadd"] for c in r["categories"]] if "add" in methods else None,
                   "known": [c["known"] for c in r["categories"]], "metrics": r["metrics"]}))
 """
 

@@ -174,7 +174,8 @@ def summarize(tasks: dict, meta: dict, default_variant: str) -> dict:
             "vecpipe_top1_agree_vs_torch_fp16": get(mine, f"search_only_block{block}", "top1_agree_vs_torch_fp16"),
             "search_only_vs_torch_fp16": ratio(search, t16), "run_knn_json_vs_torch_fp16": ratio(pipe, t16),
             "whole_process": {"vecpipe_knn_cli_wall_s": cli_wall, "torch_fp16_est_wall_s": anchor_whole,
-                              "vecpipe_est_wall_s": round(mine_all["imports_s"] + mine["load_and_first_block_s"] + mine["pipeline"]["seconds"], 2)
+                              "vecpipe_est_wall_s": round(mine_all["imports_s"] + mine["load_and_first_block_s"]
+                                                          + mine["pipeline"]["seconds"], 2)
                               if mine and mine.get("pipeline") else None,
                               "cli_queries_per_s": round(q / cli_wall, 1) if q and cli_wall else None},
             "bar_met_search_only>=0.9": bool(ratio(search, t16) and ratio(search, t16) >= 0.9),
@@ -195,7 +196,8 @@ def table(summary: dict, info: dict) -> str:
                      f" bs{e['st_fp16_best']['batch_size'] or 0:<4} {v['texts_per_s'] or 0:9.0f} {v['vs_st_fp32_bs32'] or 0:6.2f}"
                      f" {v['vs_st_fp16_best'] or 0:6.2f} {str(b['variant']):>24s} {b['texts_per_s'] or 0:9.0f}"
                      f" {e['whole_process']['vecpipe_encode_cli_texts_per_s'] or 0:9.0f}")
-    lines.append(f"{'knn':10s} {'torch16':>9s} {'torch32':>9s} {'vp search':>10s} {'vp+json':>9s} {'x search':>8s} {'x json':>7s} {'cli wall':>8s}")
+    lines.append(f"{'knn':10s} {'torch16':>9s} {'torch32':>9s} {'vp search':>10s} {'vp+json':>9s} {'x search':>8s} "
+                 f"{'x json':>7s} {'cli wall':>8s}")
     for f, k in summary["knn"].items():
         lines.append(f"{f:10s} {k['torch_fp16_queries_per_s'] or 0:9.0f} {k['torch_fp32_queries_per_s'] or 0:9.0f}"
                      f" {k['vecpipe_search_only_queries_per_s'] or 0:10.0f} {k['vecpipe_run_knn_json_queries_per_s'] or 0:9.0f}"

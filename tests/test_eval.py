@@ -215,7 +215,7 @@ def pairs_set(tmp_path):
     vocab, x, _ = planted(drop=0.0, seed=5)
     rng = np.random.default_rng(5)
     lines = []
-    for i in range(60):
+    for _ in range(60):
         a, b = rng.choice(len(vocab), 2, replace=False)
         cos = float(x[a] @ x[b] / np.linalg.norm(x[a]) / np.linalg.norm(x[b]))
         lines.append((vocab[a], vocab[b], round(5 + 4 * cos + rng.normal(0, 1.5), 2)))
@@ -626,7 +626,8 @@ def test_report_joins_results(tmp_path, analogy_set):
     rows = [line.split("\t") for line in r.stdout.decode().splitlines()]
     assert rows[0] == ["model", "task", "dataset", "metric", "value", "n", "seconds"]
     assert len(rows) == 1 + 2 + 2 + 1
-    assert [r_ for r_ in rows if r_[3] == "spearman"][0][4] == f"{100 * json.loads((results / 'one.ws.json').read_text())['metrics']['spearman']:.2f}"
+    spearman = json.loads((results / "one.ws.json").read_text())["metrics"]["spearman"]
+    assert [r_ for r_ in rows if r_[3] == "spearman"][0][4] == f"{100 * spearman:.2f}"
     bad = tmp_path / "bad.json"
     bad.write_text('{"hello": 1}')
     r = run_vecpipe("eval", "report", bad)

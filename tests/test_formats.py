@@ -18,7 +18,8 @@ from vecpipe.core.vectors.vecdir import open_vecdir
 from vecpipe.core.vectors.wordvectors import FORMATS, ReadStats, WordVectors
 from vecpipe.core.io.inputs import open_input
 
-SUFFIX = {"word2vec": ".txt", "glove": ".glove.txt", "word2vec-bin": ".bin", "sparse": ".sparse.txt", "jsonl": ".jsonl", "vecdir": ".vecdir"}
+SUFFIX = {"word2vec": ".txt", "glove": ".glove.txt", "word2vec-bin": ".bin", "sparse": ".sparse.txt", "jsonl": ".jsonl",
+          "vecdir": ".vecdir"}
 
 
 def assert_same(a: WordVectors, words, x):

@@ -221,7 +221,7 @@ def reference_ppmi(lines, window, dynamic, min_count, cds, shift, ngram_order):
             first.setdefault(t, len(first))
     vocab = sorted((w for w in first if count[w] >= min_count), key=lambda w: (-count[w], -first[w]))
     known = set(vocab)
-    bigrams = Counter((l[i], l[i + 1]) for l in lines for i in range(len(l) - 1) if l[i] in known and l[i + 1] in known)
+    bigrams = Counter((ln[i], ln[i + 1]) for ln in lines for i in range(len(ln) - 1) if ln[i] in known and ln[i + 1] in known)
     m = defaultdict(float)
 
     def weight(d):

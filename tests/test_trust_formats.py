@@ -10,7 +10,6 @@ from gensim.models import KeyedVectors
 from scipy import sparse
 
 from conftest import run_vecpipe, write_w2v_text
-from vecpipe.core.vectors.convert import ConvertOptions, convert
 from vecpipe.core.errors import DataError
 from vecpipe.core.vectors.detect import detect_format
 from vecpipe.core.vectors.readwrite import read_vectors, write_vectors

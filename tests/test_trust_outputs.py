@@ -10,10 +10,9 @@ import sys
 import threading
 
 import numpy as np
-import orjson
 import pytest
 
-from conftest import REPO, run_vecpipe
+from conftest import REPO
 
 ZH = "builtin:zh-classic"
 ZH_DIR = REPO / "core" / "builtin" / "zh-classic"

@@ -84,7 +84,7 @@ def quantize(x: np.ndarray, precision: str, ranges: np.ndarray | None = None) ->
         return (buckets - 128).astype(np.int8)
     packed = np.packbits(x > 0, axis=-1)
     return (packed.astype(np.int16) - 128).astype(np.int8) if precision == "binary" else packed
-    
+
 
 def load_calibration(path, encoder, opts: "EncodeOptions") -> np.ndarray:
     """--calibration: a .npy of ranges (2, dim) or of sample vectors (n, dim), or

@@ -386,7 +386,8 @@ def dim_label(e: Entry) -> str:
 def info_lines(e: Entry) -> list[str]:
     """`vecpipe fetch --info`: every field that has a value, then the local state."""
     rows = [("name", e.name), ("kind", e.kind), ("format", e.format), ("language", e.language),
-            ("corpus", e.corpus), ("dimensions", dim_label(e) if dim_label(e) != "-" else None), ("method", e.method), ("context", e.context),
+            ("corpus", e.corpus), ("dimensions", dim_label(e) if dim_label(e) != "-" else None), ("method", e.method),
+            ("context", e.context),
             ("hf_id", e.hf_id), ("revision", e.revision or ("(not pinned: main)" if e.on_hub else None)),
             ("query_instruction", e.query_instruction), ("file", None if e.on_hub else e.cache_filename),
             ("archive", e.archive), ("member", e.member), ("size", e.size), ("sha256", e.sha256 or "unknown"),

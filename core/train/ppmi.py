@@ -86,7 +86,7 @@ def cooccurrence_counts(kept: np.ndarray, bigram_ids: np.ndarray | None, n_words
     for s in range(0, n, PPMI_BLOCK):
         rows, cols, vals = [], [], []
 
-        def add(centers, contexts, same_line, w, transpose=False):
+        def add(centers, contexts, same_line, w, transpose=False, rows=rows, cols=cols, vals=vals):
             ok = (centers >= 0) & (contexts >= 0) & same_line
             r, c = centers[ok], contexts[ok]
             rows.append(r)

@@ -100,4 +100,5 @@ class TrainResult:
                     f"({self.tokens / max(secs['total'], 1e-9):,.0f} tokens/s)")
         return (f"{self.opts.model}: vocabulary {len(self.vectors):,} words x {self.vectors.dim}, "
                 f"{self.tokens:,} tokens x {self.opts.epochs} epochs, trained in {secs['train']:.1f} s "
-                f"({self.words_per_second:,.0f} words/s, {self.workers} worker{'s' if self.workers != 1 else ''}); total {secs['total']:.1f} s")
+                f"({self.words_per_second:,.0f} words/s, {self.workers} worker{'s' if self.workers != 1 else ''}); "
+                f"total {secs['total']:.1f} s")

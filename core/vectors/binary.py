@@ -38,7 +38,8 @@ def read_word2vec_binary(fh, name, *, limit, unicode_errors, policy, stats):
         try:
             word = raw_word.decode("utf-8", unicode_errors)
         except UnicodeDecodeError as exc:
-            raise DataError(f"row {len(words) + 1}: invalid UTF-8 in the word at byte {exc.start} (try --unicode-errors replace)", name) from None
+            raise DataError(f"row {len(words) + 1}: invalid UTF-8 in the word at byte {exc.start} "
+                            "(try --unicode-errors replace)", name) from None
         out[len(words)] = np.frombuffer(buf, dtype="<f4", count=dim, offset=space + 1)
         words.append(word)
         pos = space + 1 + rowbytes
