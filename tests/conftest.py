@@ -81,16 +81,16 @@ class _Entry:
         raise SystemExit(main(list(args)))
 
 
+def invoke_vecpipe(*args, input=None):
+    """vecpipe in this process (no interpreter start, no torch unless the model
+    needs it): the result has exit_code, stdout_bytes, stdout, stderr. Use
+    run_vecpipe for what needs a real process (pipes, signals, file descriptors)."""
+    return CliRunner().invoke(_Entry(), [str(a) for a in args], input=input)
+
+
 @pytest.fixture
 def invoke():
-    """vecpipe in this process (no interpreter start, no torch): the result has
-    exit_code, stdout_bytes, stdout, stderr. Use run_vecpipe for what needs a
-    real process (pipes, signals, stdin/stdout file descriptors)."""
-
-    def _invoke(*args, input=None):
-        return CliRunner().invoke(_Entry(), [str(a) for a in args], input=input)
-
-    return _invoke
+    return invoke_vecpipe
 
 
 def fake_vector(text: str, dim: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
-from conftest import DATA, run_vecpipe
+from conftest import DATA, invoke_vecpipe
 from vecpipe.core.vectors.formats import WordVectors, write_vectors
 
 PY = [sys.executable, "-m", "vecpipe"]
@@ -69,8 +69,8 @@ def stop(proc, sig):
 
 def full_output(tmp_path, model, data):
     full = tmp_path / "full.npy"
-    r = run_vecpipe("encode", "-m", model, "-", "-o", full, "--window", "500", input=data)
-    assert r.returncode == 0, r.stderr
+    r = invoke_vecpipe("encode", "-m", model, "-", "-o", full, "--window", "500", input=data)
+    assert r.exit_code == 0, r.stderr
     return full.read_bytes()
 
 
@@ -102,8 +102,8 @@ def test_run_without_resume_clears_old_state_so_resume_never_pads_zeros(tmp_path
     proc = start(["encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500"], b"".join(lines[:700]))
     wait_for(lambda: partial.exists() and partial.stat().st_size == 128 + 500 * 3 * 4)
     stop(proc, signal.SIGKILL)
-    r = run_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
-    assert r.returncode == 0, r.stderr
+    r = invoke_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
+    assert r.exit_code == 0, r.stderr
     assert "resuming after" not in r.stderr  # nothing to resume: the plain run dropped the old state
     assert out.read_bytes() == full
     assert not np.any(np.all(np.load(out) == 0, axis=1))
@@ -121,8 +121,8 @@ def test_resume_refuses_a_partial_that_does_not_match_its_state(tmp_path, tiny_v
     else:
         raw = raw[:5000]
     partial.write_bytes(bytes(raw))
-    r = run_vecpipe("encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=b"".join(lines))
-    assert r.returncode == 65, r.stderr
+    r = invoke_vecpipe("encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=b"".join(lines))
+    assert r.exit_code == 65, r.stderr
     assert r.stderr.startswith(f"vecpipe: error: {out}: --resume: the unfinished output {partial.name} ")
     assert "run without --resume to start over" in r.stderr
     assert not out.exists()
@@ -138,14 +138,14 @@ def test_resume_from_stdin_refuses_a_different_input(tmp_path, tiny_vecdir):
     killed_resume_run(tmp_path, tiny_vecdir, lines, out)
     other = b"".join(records(texts=("上海", "北京", "京", "天气好")))
     assert len(other) == len(b"".join(lines))
-    r = run_vecpipe("encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=other)
-    assert r.returncode == 65, r.stderr
+    r = invoke_vecpipe("encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=other)
+    assert r.exit_code == 65, r.stderr
     assert "vecpipe: error: <stdin>: --resume: the first 1500 records of the input differ from those" in r.stderr
     assert not out.exists()
     # the right input still resumes, byte for byte
     data = b"".join(lines)
-    r = run_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
-    assert r.returncode == 0 and "resuming after 1500 records" in r.stderr, r.stderr
+    r = invoke_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
+    assert r.exit_code == 0 and "resuming after 1500 records" in r.stderr, r.stderr
     assert out.read_bytes() == full_output(tmp_path, tiny_vecdir, data)
 
 
@@ -159,12 +159,12 @@ def test_resume_from_a_file_checks_its_content_not_its_date(tmp_path, tiny_vecdi
     swapped = b"".join(records(texts=("上海", "北京", "京", "天气好")))
     src.write_bytes(swapped)
     os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same date, other content
-    r = run_vecpipe("encode", "-m", tiny_vecdir, src, "-o", out, "--window", "500", "--resume")
-    assert r.returncode == 65, r.stderr
+    r = invoke_vecpipe("encode", "-m", tiny_vecdir, src, "-o", out, "--window", "500", "--resume")
+    assert r.exit_code == 65, r.stderr
     assert f"vecpipe: error: {src}: --resume: the first 1500 records of the input differ" in r.stderr
     src.write_bytes(b"".join(lines))  # back, with a new date: resumes
-    r = run_vecpipe("-v", "encode", "-m", tiny_vecdir, src, "-o", out, "--window", "500", "--resume")
-    assert r.returncode == 0 and "resuming after 1500 records" in r.stderr, r.stderr
+    r = invoke_vecpipe("-v", "encode", "-m", tiny_vecdir, src, "-o", out, "--window", "500", "--resume")
+    assert r.exit_code == 0 and "resuming after 1500 records" in r.stderr, r.stderr
     assert out.read_bytes() == full_output(tmp_path, tiny_vecdir, b"".join(lines))
 
 
@@ -172,8 +172,8 @@ def test_resume_from_a_file_checks_its_content_not_its_date(tmp_path, tiny_vecdi
 
 
 def test_help_lists_143():
-    r = run_vecpipe("--help")
-    assert "143 terminated (SIGTERM)" in " ".join(r.stdout.decode().split())
+    r = invoke_vecpipe("--help")
+    assert "143 terminated (SIGTERM)" in " ".join(r.stdout_bytes.decode().split())
 
 
 def test_sigterm_encode_removes_partial_and_lock(tmp_path, tiny_vecdir):
@@ -201,8 +201,8 @@ def test_sigterm_encode_resume_keeps_state_and_resumes(tmp_path, tiny_vecdir):
     rc, err = killed_resume_run(tmp_path, tiny_vecdir, lines, out, sig=signal.SIGTERM)
     assert rc == 143, err
     assert leftovers(work) == [".out.npy.partial", ".out.npy.state.json"]
-    r = run_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
-    assert r.returncode == 0 and "resuming after 1500 records" in r.stderr, r.stderr
+    r = invoke_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
+    assert r.exit_code == 0 and "resuming after 1500 records" in r.stderr, r.stderr
     assert out.read_bytes() == full_output(tmp_path, tiny_vecdir, data)
     assert leftovers(work) == ["out.npy"]
 
