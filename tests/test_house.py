@@ -62,13 +62,15 @@ def test_debug_and_verbosity_stay_on_the_invocation(invoke, tmp_path):
 def test_main_takes_an_environment_and_restores_the_current_one(tmp_path):
     from vecpipe.cli.main import main
 
-    before = current()
+    from vecpipe.core.io import env as env_mod
+
+    assert env_mod._current.get() is None  # outside an invocation: none is current
     err = io.StringIO()
     env = Environment(stdin=io.BytesIO(), stdout=io.BytesIO(), stderr=err, debug=False)
     assert env.stderr_isatty is False and env.progress_enabled is False
     assert main(["-q", "encode", "-m", "fake:4", str(tmp_path / "nope.txt")], env=env) == 66
     assert env.quiet and err.getvalue().startswith("vecpipe: error:")  # errors go to the env's stderr
-    assert current() is not env and current().quiet is False and current() is not before  # a fresh default again
+    assert env_mod._current.get() is None and current() is not env and current().quiet is False  # none again
     assert Environment(stderr_isatty=True).progress_enabled and not Environment(stderr_isatty=True, quiet=True).progress_enabled
 
 
