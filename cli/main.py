@@ -6,6 +6,7 @@ import contextlib
 import errno
 import importlib
 import importlib.abc
+import io
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ import click
 
 from vecpipe import __version__
 from vecpipe.core import errors
-from vecpipe.core.io import progress
+from vecpipe.core.io.env import Environment
 
 # name -> ("module:attribute", short help). A command's module (and what it
 # imports) loads only when that command runs or its own help is asked for;
@@ -27,13 +28,11 @@ COMMANDS = {
     "fetch": ("vecpipe.cli.fetch:fetch", "Download catalog models and data into the cache, verified."),
     "train-w2v": ("vecpipe.cli.train_w2v:train_w2v", "Train word vectors from a corpus."),
     "encode": ("vecpipe.cli.encode:encode", "Encode texts into vectors."),
-    "eval": ("vecpipe.cli.eval:eval_group", "Score models on the benchmarks of the field: analogy, similarity, STS, retrieval, classification."),
+    "eval": ("vecpipe.cli.eval:eval_group",
+             "Score models on the benchmarks of the field: analogy, similarity, STS, retrieval, classification."),
     "knn": ("vecpipe.cli.knn:knn", "Find nearest neighbours."),
     "sim": ("vecpipe.cli.sim:sim", "Score the similarity of pairs."),
 }
-
-_state = {"debug": False}
-
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
@@ -68,14 +67,22 @@ class _StderrFormatter(logging.Formatter):
         return f"vecpipe: {level}{record.getMessage()}"
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
+@contextlib.contextmanager
+def _logging_to(env: Environment):
+    """The "vecpipe" logger writes to env.stderr at env's verbosity for one
+    invocation, and is put back as it was afterwards."""
     log = logging.getLogger("vecpipe")
-    log.handlers[:] = []
-    handler = logging.StreamHandler(sys.stderr)
+    saved = log.handlers[:], log.level, log.propagate
+    handler = logging.StreamHandler(env.stderr)
     handler.setFormatter(_StderrFormatter())
-    log.addHandler(handler)
+    log.handlers[:] = [handler]
     log.propagate = False
-    log.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    log.setLevel(logging.ERROR if env.quiet else logging.DEBUG if env.verbosity > 1
+                 else logging.INFO if env.verbosity else logging.WARNING)
+    try:
+        yield
+    finally:
+        log.handlers[:], log.level, log.propagate = saved
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -83,7 +90,8 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 @click.option("-v", "--verbose", count=True, help="More messages on stderr (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars.")
 @click.option("--debug", is_flag=True, help="Show the Python traceback of an error.")
-def cli(verbose, quiet, debug):
+@click.pass_context
+def cli(ctx, verbose, quiet, debug):
     """Composable commands for word vectors and sentence embeddings.
 
     Every command reads files or stdin and writes to stdout, so experiments
@@ -105,25 +113,33 @@ def cli(verbose, quiet, debug):
     (try again later), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM);
     both clean up first.
     """
-    _state["debug"] = debug or bool(os.environ.get("VECPIPE_DEBUG"))
-    _configure_logging(verbose, quiet)
-    if quiet:
-        progress.set_enabled(False)
+    # main() passes the invocation's Environment; `cli` driven directly (a
+    # CliRunner on the group) gets a fresh one, current until the context closes
+    env = ctx.ensure_object(Environment)
+    env.verbosity, env.quiet, env.debug = verbose, quiet, debug or env.debug
+    ctx.with_resource(env.activate())
+    ctx.with_resource(_logging_to(env))
 
 
-def _error(message: str) -> None:
+def _error(env: Environment, message: str) -> None:
     try:
-        click.echo(f"vecpipe: error: {message}", err=True)
+        click.echo(f"vecpipe: error: {message}", file=env.stderr)
     except OSError:
         pass
 
 
-def _quiet_stdout() -> None:
+def _traceback(env: Environment) -> None:
+    import traceback
+
+    traceback.print_exc(file=env.stderr)
+
+
+def _quiet_stdout(env: Environment) -> None:
     # Python would complain again when it flushes stdout at exit
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
+        os.dup2(devnull, env.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         pass
 
 
@@ -174,9 +190,9 @@ class _Signals:
         self._previous.clear()
         return False
 
-    def exit_code(self) -> int:
+    def exit_code(self, env: Environment) -> int:
         signum = self.received or signal.SIGINT
-        _error("interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})")
+        _error(env, "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})")
         return 128 + signum
 
 
@@ -222,68 +238,63 @@ class _ThenReclaim:
 _reclaim_after_polars = _ReclaimAfterPolars()
 
 
-def main(argv=None) -> int:
-    with _signals:
+def main(argv=None, env: Environment | None = None) -> int:
+    """Run one invocation; `env` (streams, terminal flags) defaults to this
+    process's. Everything the invocation sets lives on `env` and ends with it."""
+    env = env if env is not None else Environment()
+    with _signals, env.activate():
         try:
-            return _main(argv)
+            return _main(argv, env)
         except KeyboardInterrupt:  # a signal while an error was being reported
-            return _signals.exit_code()
+            return _signals.exit_code(env)
 
 
-def _main(argv) -> int:
+def _main(argv, env: Environment) -> int:
     try:
-        rv = cli.main(args=argv, prog_name="vecpipe", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="vecpipe", standalone_mode=False, obj=env)
         sys.stdout.flush()
+        env.stdout.flush()
         return rv if isinstance(rv, int) else 0
-    except _PipeClosed:
-        _quiet_stdout()
-        return 0
-    except BrokenPipeError:
-        _quiet_stdout()
+    except (_PipeClosed, BrokenPipeError):
+        _quiet_stdout(env)
         return 0
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         if _signals.received is None and isinstance(exc.__context__, EOFError):
             # click turns EOFError into Abort; no signal came: input ended early
-            _error(f"unexpected end of input: {exc.__context__ or 'EOF'}")
+            _error(env, f"unexpected end of input: {exc.__context__ or 'EOF'}")
             return errors.EX_DATAERR
-        return _signals.exit_code()
+        return _signals.exit_code(env)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
         if _signals.received is not None:
-            return _signals.exit_code()
-        exc.show()
+            return _signals.exit_code(env)
+        exc.show(file=env.stderr)
         return errors.EX_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
     except errors.VecpipeError as exc:
         if _signals.received is not None:  # the error came after (and likely from) the interruption
-            return _signals.exit_code()
-        if _state["debug"]:
-            import traceback
-
-            traceback.print_exc()
-        _error(str(exc))
+            return _signals.exit_code(env)
+        if env.debug:
+            _traceback(env)
+        _error(env, str(exc))
         return exc.exit_code
     except OSError as exc:
         if _signals.received is not None:
-            return _signals.exit_code()
+            return _signals.exit_code(env)
         if exc.errno == errno.EPIPE:  # a closed pipe that was not raised as BrokenPipeError
-            _quiet_stdout()
+            _quiet_stdout(env)
             return 0
-        if _state["debug"]:
-            import traceback
-
-            traceback.print_exc()
-        _error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+        if env.debug:
+            _traceback(env)
+        _error(env, f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
         return errors.EX_IOERR
     except Exception as exc:  # noqa: BLE001 - the last line of defence
-        import traceback
-
         if _signals.received is not None:
-            return _signals.exit_code()
-        if _state["debug"]:
-            traceback.print_exc()
+            return _signals.exit_code(env)
+        if env.debug:
+            _traceback(env)
         else:
-            _error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+            _error(env, f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
         return errors.EX_SOFTWARE
 
 

@@ -1,3 +1,4 @@
+import hashlib
 import os
 import subprocess
 import sys
@@ -6,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
+from vecpipe.core.models.base import Encoded, Encoder, register
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,9 +81,48 @@ class _Entry:
         raise SystemExit(main(list(args)))
 
 
+def invoke_vecpipe(*args, input=None):
+    """vecpipe in this process (no interpreter start, no torch unless the model
+    needs it): the result has exit_code, stdout_bytes, stdout, stderr. Use
+    run_vecpipe for what needs a real process (pipes, signals, file descriptors)."""
+    return CliRunner().invoke(_Entry(), [str(a) for a in args], input=input)
+
+
 @pytest.fixture
 def invoke():
-    def _invoke(*args, input=None):
-        return CliRunner().invoke(_Entry(), [str(a) for a in args], input=input)
+    return invoke_vecpipe
 
-    return _invoke
+
+def fake_vector(text: str, dim: int) -> np.ndarray:
+    """The fake model's vector of one text: a pure function of the text (its
+    hash seeds the numbers), so a test can compute what any command must give.
+    An empty text gets zeros, as a word-vector model gives for no known word."""
+    if not text:
+        return np.zeros(dim, np.float32)
+    seed = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+
+
+@register("fake", prefix="fake:")
+class FakeEncoder(Encoder):
+    """`-m fake:8`: a registered model kind for CLI tests, found through the same
+    ModelSpec -> Encoder path as the real ones, with no torch and no files."""
+
+    def __init__(self, name: str, dim: int):
+        self.name, self.dim = name, dim
+        self.query_prompt = "query: "
+
+    @classmethod
+    def from_spec(cls, spec, location):
+        return cls(spec.name, int(location or 8))
+
+    def encode_batch(self, texts, *, prompt=None, normalize=False, truncate_dim=None, budget=None):
+        x = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            x[i] = fake_vector(f"{prompt}{t}" if prompt and t else t, self.dim)
+        if truncate_dim:
+            x = np.ascontiguousarray(x[:, :truncate_dim])
+        if normalize:
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+            x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+        return Encoded(x, {"empty_texts": sum(1 for t in texts if not t), "fake_batches": 1})

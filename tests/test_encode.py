@@ -10,7 +10,6 @@ import numpy as np
 import orjson
 import pytest
 
-from conftest import run_vecpipe
 from vecpipe.core.models.batching import Budget, plan_batches, run_batches
 from vecpipe.core.vectors.readwrite import write_vectors
 from vecpipe.core.vectors.wordvectors import WordVectors
@@ -135,56 +134,57 @@ def test_oom_on_a_single_text_is_a_clear_error():
         run_batches(np.arange(3), np.array([100, 100, 100]), Budget(max_tokens=300, max_batch=8), always)
 
 
-def test_cli_jsonl_passthrough_and_npy(tmp_path, tiny_vecdir):
+def test_cli_jsonl_passthrough_and_npy(tmp_path, tiny_vecdir, invoke):
     src = tmp_path / "in.jsonl"
     recs = [{"id": "a", "text": "北京上海", "meta": {"k": [1, 2]}}, {"id": 7, "text": "天气好", "x": None}]
     src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in recs))
-    r = run_vecpipe("encode", "-m", tiny_vecdir, src)
-    assert r.returncode == 0, r.stderr
-    out = [json.loads(line) for line in r.stdout.splitlines()]
+    r = invoke("encode", "-m", tiny_vecdir, src)
+    assert r.exit_code == 0, r.stderr
+    out = [json.loads(line) for line in r.stdout_bytes.splitlines()]
     assert [{k: v for k, v in o.items() if k != "vector"} for o in out] == recs
     np.testing.assert_allclose(out[0]["vector"], [0.5, 0.5, 0])
-    r = run_vecpipe("encode", "-m", tiny_vecdir, src, "-o", tmp_path / "v.npy", "--ids-out", tmp_path / "ids.txt")
-    assert r.returncode == 0, r.stderr
+    r = invoke("encode", "-m", tiny_vecdir, src, "-o", tmp_path / "v.npy", "--ids-out", tmp_path / "ids.txt")
+    assert r.exit_code == 0, r.stderr
     np.testing.assert_allclose(np.load(tmp_path / "v.npy"), [[0.5, 0.5, 0], [1, 2.5, 0]])
     assert (tmp_path / "ids.txt").read_text() == '"a"\n7\n'
     # an npy stream on stdout, from plain text on stdin
-    r = run_vecpipe("encode", "-m", tiny_vecdir, "--to", "npy", input="北京\n上海\n".encode())
+    r = invoke("encode", "-m", tiny_vecdir, "--to", "npy", input="北京\n上海\n".encode())
     import io
 
-    np.testing.assert_allclose(np.load(io.BytesIO(r.stdout)), [[1, 0, 0], [0, 1, 0]])
+    np.testing.assert_allclose(np.load(io.BytesIO(r.stdout_bytes)), [[1, 0, 0], [0, 1, 0]])
 
 
-def test_cli_bad_records(tmp_path, tiny_vecdir):
+def test_cli_bad_records(tmp_path, tiny_vecdir, invoke):
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "北京"}\n{"txt": "x"}\n{"text": ""}\n{"text": oops}\n{"text": "上海"}\n')
-    r = run_vecpipe("encode", "-m", tiny_vecdir, src)
-    assert r.returncode == 65
+    r = invoke("encode", "-m", tiny_vecdir, src)
+    assert r.exit_code == 65
     assert r.stderr.strip().splitlines()[-1] == f'vecpipe: error: {src}:2: field "text" is missing'
-    r = run_vecpipe("encode", "-m", tiny_vecdir, src, "--on-error", "skip")
-    assert r.returncode == 0
-    assert len(r.stdout.splitlines()) == 2
+    r = invoke("encode", "-m", tiny_vecdir, src, "--on-error", "skip")
+    assert r.exit_code == 0
+    assert len(r.stdout_bytes.splitlines()) == 2
     assert "skipped 3 bad records" in r.stderr and f"{src}:3: field \"text\" is empty" in r.stderr
     assert f"{src}:4: invalid JSON" in r.stderr
 
 
-def test_cli_missing_model_is_clear(tmp_path):
-    r = run_vecpipe("encode", "-m", tmp_path / "nope.vecdir", input=b"x\n")
-    assert r.returncode in (66, 69)
+def test_cli_missing_model_is_clear(tmp_path, invoke):
+    r = invoke("encode", "-m", tmp_path / "nope.vecdir", input=b"x\n")
+    assert r.exit_code in (66, 69)
     assert "nope.vecdir" in r.stderr and "Traceback" not in r.stderr
 
 
 def _big_input(path, n=3000):
-    path.write_bytes(b"".join(orjson.dumps({"id": i, "text": ["北京", "上海", "天气好", "京"][i % 4] * (1 + i % 3)}) + b"\n" for i in range(n)))
+    texts = ["北京", "上海", "天气好", "京"]
+    path.write_bytes(b"".join(orjson.dumps({"id": i, "text": texts[i % 4] * (1 + i % 3)}) + b"\n" for i in range(n)))
     return path
 
 
-def test_resume_after_kill_is_byte_identical(tmp_path, tiny_vecdir):
+def test_resume_after_kill_is_byte_identical(tmp_path, tiny_vecdir, invoke):
     src = _big_input(tmp_path / "in.jsonl")
     data = src.read_bytes()
     full = tmp_path / "full.npy"
-    r = run_vecpipe("encode", "-m", tiny_vecdir, src, "-o", full, "--window", "500")
-    assert r.returncode == 0, r.stderr
+    r = invoke("encode", "-m", tiny_vecdir, src, "-o", full, "--window", "500")
+    assert r.exit_code == 0, r.stderr
     out = tmp_path / "out.npy"
     proc = subprocess.Popen(
         [sys.executable, "-m", "vecpipe", "encode", "-m", str(tiny_vecdir), "-", "-o", str(out), "--window", "500", "--resume"],
@@ -203,14 +203,14 @@ def test_resume_after_kill_is_byte_identical(tmp_path, tiny_vecdir):
     proc.wait()
     assert not out.exists()
     assert json.loads(state.read_text())["records_done"] == 1500
-    r = run_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
-    assert r.returncode == 0, r.stderr
+    r = invoke("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
+    assert r.exit_code == 0, r.stderr
     assert "resuming after 1500 records" in r.stderr
     assert out.read_bytes() == full.read_bytes()
     assert not state.exists()
 
 
-def test_lock_stops_a_second_writer(tmp_path, tiny_vecdir):
+def test_lock_stops_a_second_writer(tmp_path, tiny_vecdir, invoke):
     import fcntl
 
     src = _big_input(tmp_path / "in.jsonl", 10)
@@ -218,19 +218,19 @@ def test_lock_stops_a_second_writer(tmp_path, tiny_vecdir):
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     lock.write("12345")
     lock.flush()
-    r = run_vecpipe("encode", "-m", tiny_vecdir, src, "-o", tmp_path / "out.npy")
-    assert r.returncode == 75
+    r = invoke("encode", "-m", tiny_vecdir, src, "-o", tmp_path / "out.npy")
+    assert r.exit_code == 75
     assert "being written by another vecpipe run (pid 12345)" in r.stderr
     lock.close()
 
 
-def test_int8_ranges_are_fixed_for_the_whole_output(tmp_path, minilm, minilm_encoder):
+def test_int8_ranges_are_fixed_for_the_whole_output(tmp_path, minilm, minilm_encoder, invoke):
     from sentence_transformers.util.quantization import quantize_embeddings
 
     src = tmp_path / "t.txt"
     src.write_text("\n".join(TEXTS * 3) + "\n")
-    r = run_vecpipe("encode", "-m", minilm, src, "-o", tmp_path / "q.npy", "--precision", "int8", "--window", "7")
-    assert r.returncode == 0, r.stderr
+    r = invoke("encode", "-m", minilm, src, "-o", tmp_path / "q.npy", "--precision", "int8", "--window", "7")
+    assert r.exit_code == 0, r.stderr
     q = np.load(tmp_path / "q.npy")
     ranges = np.load(tmp_path / "q.npy.ranges.npy")
     emb = minilm_encoder.model.encode(TEXTS * 3)

@@ -440,13 +440,13 @@ STS_PAIRS = [
 ]
 
 
-def test_sts_equals_sentence_transformers_spearman(minilm, tmp_path):
+def test_sts_equals_sentence_transformers_spearman(minilm, tmp_path, invoke):
     path = tmp_path / "sts.tsv"
     # a header line and CRLF line ends are tolerated
     path.write_bytes(("sentence1\tsentence2\tlabel\r\n" + "".join(f"{a}\t{b}\t{s}\r\n" for a, b, s in STS_PAIRS)).encode())
-    r = run_vecpipe("eval", "sts", "-m", minilm, "--device", "cpu", path)
-    assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)
+    r = invoke("eval", "sts", "-m", minilm, "--device", "cpu", path)
+    assert r.exit_code == 0, r.stderr
+    res = json.loads(r.stdout_bytes)
     enc = TransformerEncoder(minilm, device="cpu")
     model = enc.model  # a plain sentence_transformers.SentenceTransformer
     e1 = model.encode([a for a, _, _ in STS_PAIRS], normalize_embeddings=True)

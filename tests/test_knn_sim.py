@@ -84,17 +84,17 @@ def _npy(a):
     return buf.getvalue()
 
 
-def test_knn_text_queries_with_a_transformer(tmp_path, minilm):
+def test_knn_text_queries_with_a_transformer(tmp_path, minilm, invoke):
     from sentence_transformers import SentenceTransformer
 
     docs = ["猫坐在垫子上", "今天股市大涨", "北京是中国的首都", "我喜欢吃苹果", "The weather is nice today"]
     model = SentenceTransformer(str(minilm), device="cpu")
     np.save(tmp_path / "docs.npy", model.encode(docs))
     (tmp_path / "docs.txt").write_text("\n".join(docs) + "\n")
-    r = run_vecpipe("knn", "-m", minilm, "--index", tmp_path / "docs.npy", "--ids", tmp_path / "docs.txt", "-k", "2",
-                    "中国的首都是哪里", "stocks went up")
-    assert r.returncode == 0, r.stderr
-    recs = jsonl(r.stdout)
+    r = invoke("knn", "-m", minilm, "--index", tmp_path / "docs.npy", "--ids", tmp_path / "docs.txt", "-k", "2",
+               "中国的首都是哪里", "stocks went up")
+    assert r.exit_code == 0, r.stderr
+    recs = jsonl(r.stdout_bytes)
     ref_s, ref_i = topk(model.encode(["中国的首都是哪里", "stocks went up"]), np.load(tmp_path / "docs.npy"), 2)
     assert [[h["id"] for h in rec["neighbors"]] for rec in recs] == [[docs[i] for i in row] for row in ref_i]
 
@@ -145,14 +145,14 @@ def test_sim_word_pairs_match_gensim(pku, pku_vecdir):
     assert recs[2]["score"] is None and "公司" in recs[2]["reason"]
 
 
-def test_sim_transformer_matches_cos_sim(minilm):
+def test_sim_transformer_matches_cos_sim(minilm, invoke):
     from sentence_transformers import SentenceTransformer, util
 
     model = SentenceTransformer(str(minilm), device="cpu")
     pairs = [{"text1": "我喜欢猫", "text2": "我爱猫咪", "id": 1}, {"text1": "今天下雨", "text2": "stock market", "id": 2}]
-    r = run_vecpipe("sim", "-m", minilm, input="".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs).encode())
-    assert r.returncode == 0, r.stderr
-    recs = jsonl(r.stdout)
+    r = invoke("sim", "-m", minilm, input="".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs).encode())
+    assert r.exit_code == 0, r.stderr
+    recs = jsonl(r.stdout_bytes)
     for p, rec in zip(pairs, recs):
         ref = util.cos_sim(model.encode(p["text1"]), model.encode(p["text2"])).item()
         assert rec["score"] == pytest.approx(ref, abs=1e-5) and rec["id"] == p["id"]

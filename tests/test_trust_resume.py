@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
-from conftest import DATA, run_vecpipe
+from conftest import DATA, invoke_vecpipe
 from vecpipe.core.vectors.readwrite import write_vectors
 from vecpipe.core.vectors.wordvectors import WordVectors
 
@@ -70,8 +70,8 @@ def stop(proc, sig):
 
 def full_output(tmp_path, model, data):
     full = tmp_path / "full.npy"
-    r = run_vecpipe("encode", "-m", model, "-", "-o", full, "--window", "500", input=data)
-    assert r.returncode == 0, r.stderr
+    r = invoke_vecpipe("encode", "-m", model, "-", "-o", full, "--window", "500", input=data)
+    assert r.exit_code == 0, r.stderr
     return full.read_bytes()
 
 
@@ -103,8 +103,8 @@ def test_run_without_resume_clears_old_state_so_resume_never_pads_zeros(tmp_path
     proc = start(["encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500"], b"".join(lines[:700]))
     wait_for(lambda: partial.exists() and partial.stat().st_size == 128 + 500 * 3 * 4)
     stop(proc, signal.SIGKILL)
-    r = run_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
-    assert r.returncode == 0, r.stderr
+    r = invoke_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
+    assert r.exit_code == 0, r.stderr
     assert "resuming after" not in r.stderr  # nothing to resume: the plain run dropped the old state
     assert out.read_bytes() == full
     assert not np.any(np.all(np.load(out) == 0, axis=1))
@@ -122,8 +122,8 @@ def test_resume_refuses_a_partial_that_does_not_match_its_state(tmp_path, tiny_v
     else:
         raw = raw[:5000]
     partial.write_bytes(bytes(raw))
-    r = run_vecpipe("encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=b"".join(lines))
-    assert r.returncode == 65, r.stderr
+    r = invoke_vecpipe("encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=b"".join(lines))
+    assert r.exit_code == 65, r.stderr
     assert r.stderr.startswith(f"vecpipe: error: {out}: --resume: the unfinished output {partial.name} ")
     assert "run without --resume to start over" in r.stderr
     assert not out.exists()
@@ -139,14 +139,14 @@ def test_resume_from_stdin_refuses_a_different_input(tmp_path, tiny_vecdir):
     killed_resume_run(tmp_path, tiny_vecdir, lines, out)
     other = b"".join(records(texts=("上海", "北京", "京", "天气好")))
     assert len(other) == len(b"".join(lines))
-    r = run_vecpipe("encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=other)
-    assert r.returncode == 65, r.stderr
+    r = invoke_vecpipe("encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=other)
+    assert r.exit_code == 65, r.stderr
     assert "vecpipe: error: <stdin>: --resume: the first 1500 records of the input differ from those" in r.stderr
     assert not out.exists()
     # the right input still resumes, byte for byte
     data = b"".join(lines)
-    r = run_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
-    assert r.returncode == 0 and "resuming after 1500 records" in r.stderr, r.stderr
+    r = invoke_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
+    assert r.exit_code == 0 and "resuming after 1500 records" in r.stderr, r.stderr
     assert out.read_bytes() == full_output(tmp_path, tiny_vecdir, data)
 
 
@@ -160,12 +160,12 @@ def test_resume_from_a_file_checks_its_content_not_its_date(tmp_path, tiny_vecdi
     swapped = b"".join(records(texts=("上海", "北京", "京", "天气好")))
     src.write_bytes(swapped)
     os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same date, other content
-    r = run_vecpipe("encode", "-m", tiny_vecdir, src, "-o", out, "--window", "500", "--resume")
-    assert r.returncode == 65, r.stderr
+    r = invoke_vecpipe("encode", "-m", tiny_vecdir, src, "-o", out, "--window", "500", "--resume")
+    assert r.exit_code == 65, r.stderr
     assert f"vecpipe: error: {src}: --resume: the first 1500 records of the input differ" in r.stderr
     src.write_bytes(b"".join(lines))  # back, with a new date: resumes
-    r = run_vecpipe("-v", "encode", "-m", tiny_vecdir, src, "-o", out, "--window", "500", "--resume")
-    assert r.returncode == 0 and "resuming after 1500 records" in r.stderr, r.stderr
+    r = invoke_vecpipe("-v", "encode", "-m", tiny_vecdir, src, "-o", out, "--window", "500", "--resume")
+    assert r.exit_code == 0 and "resuming after 1500 records" in r.stderr, r.stderr
     assert out.read_bytes() == full_output(tmp_path, tiny_vecdir, b"".join(lines))
 
 
@@ -173,8 +173,8 @@ def test_resume_from_a_file_checks_its_content_not_its_date(tmp_path, tiny_vecdi
 
 
 def test_help_lists_143():
-    r = run_vecpipe("--help")
-    assert "143 terminated (SIGTERM)" in " ".join(r.stdout.decode().split())
+    r = invoke_vecpipe("--help")
+    assert "143 terminated (SIGTERM)" in " ".join(r.stdout_bytes.decode().split())
 
 
 def test_sigterm_encode_removes_partial_and_lock(tmp_path, tiny_vecdir):
@@ -202,8 +202,8 @@ def test_sigterm_encode_resume_keeps_state_and_resumes(tmp_path, tiny_vecdir):
     rc, err = killed_resume_run(tmp_path, tiny_vecdir, lines, out, sig=signal.SIGTERM)
     assert rc == 143, err
     assert leftovers(work) == [".out.npy.partial", ".out.npy.state.json"]
-    r = run_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
-    assert r.returncode == 0 and "resuming after 1500 records" in r.stderr, r.stderr
+    r = invoke_vecpipe("-v", "encode", "-m", tiny_vecdir, "-", "-o", out, "--window", "500", "--resume", input=data)
+    assert r.exit_code == 0 and "resuming after 1500 records" in r.stderr, r.stderr
     assert out.read_bytes() == full_output(tmp_path, tiny_vecdir, data)
     assert leftovers(work) == ["out.npy"]
 
@@ -275,7 +275,7 @@ PAIRS = "".join(f"北京\t上海\t{i % 5}\n" for i in range(2000)).encode()
 
 @pytest.mark.parametrize("suffix", [".gz", ".bz2", ".zip"])
 @pytest.mark.parametrize("command", ["encode", "knn", "sim", "eval", "convert"])
-def test_truncated_compressed_input_is_bad_data(tmp_path, tiny_vecdir, command, suffix):
+def test_truncated_compressed_input_is_bad_data(invoke, tmp_path, tiny_vecdir, command, suffix):
     if command == "convert":
         raw = "".join(f"w{i} 1.5 2.5 3.5\n" for i in range(5000)).encode()
     elif command in ("sim", "eval"):
@@ -290,8 +290,8 @@ def test_truncated_compressed_input_is_bad_data(tmp_path, tiny_vecdir, command, 
         "eval": ["eval", "similarity", "-m", tiny_vecdir, src],
         "convert": ["convert", src, "-o", tmp_path / "o.vecdir"],
     }[command]
-    r = run_vecpipe(*args)
-    assert r.returncode == 65, r.stderr
+    r = invoke(*args)
+    assert r.exit_code == 65, r.stderr
     assert f"vecpipe: error: {src}: " in r.stderr
     assert "interrupted" not in r.stderr and "Traceback" not in r.stderr
 
@@ -306,7 +306,7 @@ def _npy_header(shape, descr="<f4"):
 
 
 @pytest.mark.parametrize("case", ["huge", "truncated", "second-block-truncated", "object", "strings"])
-def test_bad_npy_stream_is_bad_data(tmp_path, case):
+def test_bad_npy_stream_is_bad_data(invoke, tmp_path, case):
     import io
 
     good = io.BytesIO()
@@ -325,56 +325,56 @@ def test_bad_npy_stream_is_bad_data(tmp_path, case):
     bad.write_bytes(raw)
     ok = tmp_path / "ok.npy"
     ok.write_bytes(good.getvalue())
-    r = run_vecpipe("sim", "--left", ok, "--right", bad)
-    assert r.returncode == 65, r.stderr
+    r = invoke("sim", "--left", ok, "--right", bad)
+    assert r.exit_code == 65, r.stderr
     assert r.stderr.startswith(f"vecpipe: error: {bad}: npy block ")
     assert "Traceback" not in r.stderr
     # the same from stdin, as knn queries
-    r = run_vecpipe("knn", "--index", ok, "--queries", "-", input=raw)
-    assert r.returncode == 65, r.stderr
+    r = invoke("knn", "--index", ok, "--queries", "-", input=raw)
+    assert r.exit_code == 65, r.stderr
     assert r.stderr.startswith("vecpipe: error: <stdin>: npy block ")
 
 
-def test_calibration_npy_claiming_huge_rows_is_bad_data(tmp_path, tiny_vecdir):
+def test_calibration_npy_claiming_huge_rows_is_bad_data(invoke, tmp_path, tiny_vecdir):
     bad = tmp_path / "cal.npy"
     bad.write_bytes(_npy_header((10**12, 3)) + b"\0" * 64)
-    r = run_vecpipe("encode", "-m", tiny_vecdir, "--precision", "int8", "--calibration", bad, input=b"x\n")
-    assert r.returncode == 65, r.stderr
+    r = invoke("encode", "-m", tiny_vecdir, "--precision", "int8", "--calibration", bad, input=b"x\n")
+    assert r.exit_code == 65, r.stderr
     assert f"vecpipe: error: {bad}: " in r.stderr
 
 
 # ---------------------------------------------------------------- 6. a UTF-8 BOM is not text
 
 
-def run_on(tmp_path, via, data, *args):
+def run_on(invoke, tmp_path, via, data, *args):
     """vecpipe with data on stdin, or in a file named last on the command line."""
     if via == "stdin":
-        return run_vecpipe(*args, input=data)
+        return invoke(*args, input=data)
     src = tmp_path / "in.jsonl"
     src.write_bytes(data)
-    return run_vecpipe(*args, src)
+    return invoke(*args, src)
 
 
 JSONL = b'{"id": "a", "text": "\xe5\x8c\x97\xe4\xba\xac"}\n{"id": "b", "text": "\xe4\xb8\x8a\xe6\xb5\xb7"}\n'
 
 
 @pytest.mark.parametrize("via", ["file", "stdin", "gz"])
-def test_bom_jsonl_encode(tmp_path, tiny_vecdir, via):
+def test_bom_jsonl_encode(invoke, tmp_path, tiny_vecdir, via):
     data = BOM + JSONL
     if via == "gz":
         data = gzip.compress(data)
-    r = run_on(tmp_path, via, data, "encode", "-m", tiny_vecdir)
-    assert r.returncode == 0, r.stderr
-    out = [json.loads(line) for line in r.stdout.splitlines()]
+    r = run_on(invoke, tmp_path, via, data, "encode", "-m", tiny_vecdir)
+    assert r.exit_code == 0, r.stderr
+    out = [json.loads(line) for line in r.stdout_bytes.splitlines()]
     assert [(o["id"], o["text"], o["vector"]) for o in out] == [("a", "北京", [1, 0, 0]), ("b", "上海", [0, 1, 0])]
 
 
 @pytest.mark.parametrize("via", ["file", "stdin"])
-def test_bom_jsonl_sim(tmp_path, tiny_vecdir, via):
+def test_bom_jsonl_sim(invoke, tmp_path, tiny_vecdir, via):
     data = BOM + b'{"text1": "\xe5\x8c\x97\xe4\xba\xac", "text2": "\xe5\x8c\x97\xe4\xba\xac", "k": 1}\n'
-    r = run_on(tmp_path, via, data, "sim", "-m", tiny_vecdir)
-    assert r.returncode == 0, r.stderr
-    (rec,) = [json.loads(line) for line in r.stdout.splitlines()]
+    r = run_on(invoke, tmp_path, via, data, "sim", "-m", tiny_vecdir)
+    assert r.exit_code == 0, r.stderr
+    (rec,) = [json.loads(line) for line in r.stdout_bytes.splitlines()]
     assert rec["k"] == 1 and rec["score"] == pytest.approx(1.0)
 
 
@@ -420,7 +420,7 @@ def test_a_signal_wins_over_a_later_data_error(invoke, tmp_path, tiny_vecdir, mo
 
 
 @pytest.mark.parametrize("case", ["huge", "object", "truncated"])
-def test_bad_npy_index_is_bad_data(tmp_path, case):
+def test_bad_npy_index_is_bad_data(invoke, tmp_path, case):
     ok = tmp_path / "ok.npy"
     np.save(ok, np.ones((3, 4), np.float32))
     bad = tmp_path / "index.npy"
@@ -430,17 +430,17 @@ def test_bad_npy_index_is_bad_data(tmp_path, case):
         bad.write_bytes(_npy_header((2, 2), "|O") + b"\0" * 64)
     else:
         bad.write_bytes(ok.read_bytes()[:-5])
-    r = run_vecpipe("knn", "--index", bad, "--queries", ok)
-    assert r.returncode == 65, r.stderr
+    r = invoke("knn", "--index", bad, "--queries", ok)
+    assert r.exit_code == 65, r.stderr
     assert r.stderr.startswith(f"vecpipe: error: {bad}: ") and "Traceback" not in r.stderr
 
 
-def test_bom_is_not_part_of_the_first_word_in_training(tmp_path):
+def test_bom_is_not_part_of_the_first_word_in_training(tmp_path, invoke):
     corpus = tmp_path / "c.txt"
     corpus.write_bytes(BOM + ("北京 上海 天气 好\n" * 50).encode())
-    r = run_vecpipe("train-w2v", corpus, "--min-count", "1", "--dim", "4", "--epochs", "1", "--workers", "1",
-                    "-o", tmp_path / "o.vecdir")
-    assert r.returncode == 0, r.stderr
+    r = invoke("train-w2v", corpus, "--min-count", "1", "--dim", "4", "--epochs", "1", "--workers", "1",
+               "-o", tmp_path / "o.vecdir")
+    assert r.exit_code == 0, r.stderr
     vocab = (tmp_path / "o.vecdir" / "vocab.txt").read_text(encoding="utf-8").split()
     assert sorted(vocab) == sorted(["北京", "上海", "天气", "好"])
 

@@ -3,11 +3,11 @@ without a UTF-8 byte-order mark; its lines and records (JSONL or plain text)."""
 from __future__ import annotations
 
 import io
-import sys
 from typing import IO, Iterator
 
 import orjson
 
+from vecpipe.core.io.env import current
 from vecpipe.core.errors import DataError, NoInputError, UsageError
 from vecpipe.core.io.compression import compression_of
 
@@ -30,7 +30,7 @@ def open_input(path) -> io.BufferedReader:
     input when it is read. The result supports peek()."""
     name = display_name(path)
     if path in (None, "-"):
-        raw = _peekable(sys.stdin.buffer)
+        raw = _peekable(current().stdin)  # the invocation's stdin (tests pass their own)
     else:
         try:
             raw = open(path, "rb", buffering=1 << 20)

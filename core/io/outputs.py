@@ -9,10 +9,10 @@ import contextlib
 import errno
 import os
 import stat
-import sys
 import tempfile
 from pathlib import Path
 
+from vecpipe.core.io.env import current
 from vecpipe.core.errors import CannotCreateError, LockedError, OutputError, UsageError
 from vecpipe.core.io.compression import compression_by_name
 
@@ -228,7 +228,7 @@ def open_output(path, *, compress_by_suffix: bool = True):
     """Binary output: '-' or None is stdout; a path is written atomically and
     compressed when it ends in .gz/.bz2/.xz."""
     if path in (None, "-"):
-        out = sys.stdout.buffer
+        out = current().stdout
         yield out
         out.flush()
         return

@@ -1,28 +1,21 @@
-"""Progress bars on stderr, shown only when stderr is a terminal and not silenced."""
+"""Progress bars on stderr, shown only when the current environment says so
+(stderr is a terminal and -q was not given; core/io/env.py)."""
 from __future__ import annotations
 
-import sys
-
-_enabled: bool | None = None  # None: decide by isatty at use
-
-
-def set_enabled(value: bool | None) -> None:
-    global _enabled
-    _enabled = value
+from vecpipe.core.io.env import current
 
 
 def enabled() -> bool:
-    if _enabled is not None:
-        return _enabled
-    return sys.stderr.isatty()
+    return current().progress_enabled
 
 
 def progress(iterable=None, **kwargs):
     """tqdm when enabled, else the iterable itself (or a no-op bar)."""
-    if enabled():
+    env = current()
+    if env.progress_enabled:
         from tqdm import tqdm
 
-        return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, **kwargs)
+        return tqdm(iterable, file=env.stderr, dynamic_ncols=True, **kwargs)
     return iterable if iterable is not None else _NoBar()
 
 
