@@ -54,7 +54,9 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
 
     from vecpipe.core.errors import UsageError
     from vecpipe.core.models.resolve import catalog_query_prompt
-    from vecpipe.core.search.knn import KnnOptions, build_faiss, load_faiss, load_index, run_knn, save_faiss
+    from vecpipe.core.search.faiss import build_faiss, load_faiss, save_faiss
+    from vecpipe.core.search.index import load_index
+    from vecpipe.core.search.knn import KnnOptions, run_knn
     from vecpipe.core.io.streams import open_output
 
     needs_model = model_opts["model"] is not None or index_path is None

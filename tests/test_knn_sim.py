@@ -8,7 +8,7 @@ from gensim.models import KeyedVectors
 
 from conftest import run_vecpipe
 from vecpipe.core.vectors.formats import read_vectors, write_vectors
-from vecpipe.core.search.knn import topk_torch
+from vecpipe.core.search.gpu import topk_torch
 from vecpipe.core.search.topk import topk
 
 
@@ -111,7 +111,9 @@ def test_torch_path_equals_numpy():
 
 def test_faiss_flat_equals_exact_and_hnsw_recall(tmp_path):
     pytest.importorskip("faiss")
-    from vecpipe.core.search.knn import Index, KnnOptions, build_faiss, faiss_search
+    from vecpipe.core.search.faiss import build_faiss, faiss_search
+    from vecpipe.core.search.index import Index
+    from vecpipe.core.search.knn import KnnOptions
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3000, 32)).astype(np.float32)
@@ -192,7 +194,7 @@ def test_catalog_names_resolve_for_knn_and_encode(tmp_path, pku, monkeypatch):
 
 
 def test_index_kept_on_the_device_gives_the_same_answer():
-    from vecpipe.core.search.knn import Index
+    from vecpipe.core.search.index import Index
 
     rng = np.random.default_rng(9)
     x = rng.standard_normal((3000, 16)).astype(np.float32)
@@ -204,3 +206,4 @@ def test_index_kept_on_the_device_gives_the_same_answer():
     s2, r2 = topk(q, x, 5)
     np.testing.assert_array_equal(r, r2)
     np.testing.assert_allclose(s, s2, atol=1e-5)
+
