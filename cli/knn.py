@@ -58,8 +58,12 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     from vecpipe.core.io.streams import open_output, write_jsonl
 
     needs_model = model_opts["model"] is not None or index_path is None
+    if use_query_prompt and prompt:  # as encode refuses it
+        raise UsageError("--query and --prompt both set a prompt; use one")
+    if use_query_prompt and not needs_model:  # vector queries take no prompt: say so rather than ignore it
+        raise UsageError("--query encodes text queries with the model's query instruction; give -m MODEL")
     encoder = model_spec(**model_opts).load() if needs_model else None
-    if use_query_prompt and not prompt and encoder is not None:
+    if use_query_prompt:
         prompt = catalog_query_prompt(model_opts["model"]) or getattr(encoder, "query_prompt", None)
     if save_index and not faiss_spec:
         raise UsageError("--save-index saves the index built by --faiss FACTORY; give --faiss")

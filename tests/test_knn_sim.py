@@ -207,3 +207,42 @@ def test_index_kept_on_the_device_gives_the_same_answer():
     np.testing.assert_array_equal(r, r2)
     np.testing.assert_allclose(s, s2, atol=1e-5)
 
+
+def _error(res) -> str:
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert "Traceback" not in res.output and "Usage:" not in res.output
+    assert len(lines) == 1, res.output  # one clear line
+    return lines[0]
+
+
+def test_knn_query_refused_with_prompt_or_without_model(invoke, tmp_path, pku_vecdir):
+    """--query is refused (64) where it would be ignored, as encode refuses --query with --prompt."""
+    np.save(tmp_path / "x.npy", np.eye(4, dtype=np.float32))
+    res = invoke("knn", "-m", pku_vecdir, "--query", "--prompt", "查询: ", "世界")
+    assert res.exit_code == 64 and "--query and --prompt" in _error(res)
+    res = invoke("encode", "-m", pku_vecdir, "--query", "--prompt", "查询: ", input="世界\n")
+    assert res.exit_code == 64 and "--query and --prompt" in _error(res)
+    res = invoke("knn", "--index", tmp_path / "x.npy", "--query", "--queries", tmp_path / "x.npy")
+    assert res.exit_code == 64 and "--query" in _error(res) and "-m MODEL" in _error(res)
+    assert invoke("knn", "--index", tmp_path / "x.npy", "--queries", tmp_path / "x.npy", "-k", "1").exit_code == 0
+
+
+def test_sim_missing_side_is_66_naming_it(invoke, tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((3, 4), np.float32))
+    for args, missing in ((("--left", tmp_path / "nope.npy", "--right", tmp_path / "a.npy"), "nope.npy"),
+                          (("--left", tmp_path / "a.npy", "--right", tmp_path / "gone.npy"), "gone.npy")):
+        res = invoke("sim", *args)
+        assert res.exit_code == 66 and missing in _error(res)
+
+
+def test_sim_left_right_close_their_files(invoke, tmp_path, monkeypatch):
+    import vecpipe.core.search.sim as sim_mod
+
+    opened = []
+    real = sim_mod.open_input
+    monkeypatch.setattr(sim_mod, "open_input", lambda path: opened.append(real(path)) or opened[-1])
+    np.save(tmp_path / "a.npy", np.ones((3, 4), np.float32))
+    np.save(tmp_path / "b.npy", np.ones((2, 4), np.float32))
+    assert invoke("sim", "--left", tmp_path / "a.npy", "--right", tmp_path / "a.npy").exit_code == 0
+    assert invoke("sim", "--left", tmp_path / "a.npy", "--right", tmp_path / "b.npy").exit_code == 64  # 3 rows vs 2
+    assert len(opened) == 4 and all(fh.closed for fh in opened)
