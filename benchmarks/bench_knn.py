@@ -58,7 +58,8 @@ sys.exit(rc)
 VECPIPE_SEARCH = """
 import sys, time, json
 import numpy as np
-from vecpipe.core.search.knn import KnnOptions, load_index, search
+from vecpipe.core.search.index import load_index
+from vecpipe.core.search.knn import KnnOptions, search
 index = load_index(sys.argv[1]); q = np.load(sys.argv[2]); k = int(sys.argv[4])
 t = time.perf_counter(); search(index, q, KnnOptions(k=k, metric="dot")); t = time.perf_counter() - t
 print(json.dumps({"search": t, "n": len(q)}))

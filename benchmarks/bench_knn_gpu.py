@@ -24,7 +24,7 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from vecpipe.core.search.knn import topk_torch
+    from vecpipe.core.search.gpu import topk_torch
 
     torch.backends.cuda.matmul.allow_tf32 = False
     rng = np.random.default_rng(0)

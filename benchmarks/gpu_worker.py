@@ -342,7 +342,9 @@ def task_knn_vecpipe(a) -> dict:
     import numpy as np
     import orjson
 
-    from vecpipe.core.search.knn import KnnOptions, load_index, run_knn, topk_torch
+    from vecpipe.core.search.gpu import topk_torch
+    from vecpipe.core.search.index import load_index
+    from vecpipe.core.search.knn import KnnOptions, run_knn
 
     work = Path(a.work)
     sync = syncer(a.device)

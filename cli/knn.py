@@ -50,16 +50,21 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
       cat q.jsonl | vecpipe encode -m bge-small-zh --query --to npy | vecpipe knn --index docs.npy --ids docs.jsonl
       vecpipe knn --index docs.npy --faiss HNSW32 --save-index docs.faiss --queries q.npys
     """
-    import orjson
-
     from vecpipe.core.errors import UsageError
     from vecpipe.core.models.resolve import catalog_query_prompt
-    from vecpipe.core.search.knn import KnnOptions, build_faiss, load_faiss, load_index, run_knn, save_faiss
+    from vecpipe.core.search.faiss import build_faiss, load_faiss, save_faiss
+    from vecpipe.core.search.index import load_index
+    from vecpipe.core.search.knn import KnnOptions, run_knn
+    from vecpipe.core.io.jsonl import write_jsonl
     from vecpipe.core.io.outputs import open_output
 
     needs_model = model_opts["model"] is not None or index_path is None
+    if use_query_prompt and prompt:  # as encode refuses it
+        raise UsageError("--query and --prompt both set a prompt; use one")
+    if use_query_prompt and not needs_model:  # vector queries take no prompt: say so rather than ignore it
+        raise UsageError("--query encodes text queries with the model's query instruction; give -m MODEL")
     encoder = model_spec(**model_opts).load() if needs_model else None
-    if use_query_prompt and not prompt and encoder is not None:
+    if use_query_prompt:
         prompt = catalog_query_prompt(model_opts["model"]) or getattr(encoder, "query_prompt", None)
     if save_index and not faiss_spec:
         raise UsageError("--save-index saves the index built by --faiss FACTORY; give --faiss")
@@ -82,10 +87,10 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
                       id_field=id_field, device=device, nprobe=nprobe, prompt=prompt)
     results = run_knn(list(queries), src, index, encoder, opts, analogy_method=method if analogy_flag else None)
     with open_output(output) as out:
+        if not flat:
+            write_jsonl(out, results)
+            return
         for rec in results:
-            if flat:
-                label = rec.get(text_field, rec.get("id", rec.get("row", " ".join(rec.get("analogy", [])))))
-                for rank, hit in enumerate(rec.get("neighbors") or [], 1):
-                    out.write(f"{label}\t{rank}\t{hit['id']}\t{hit['score']:.6g}\n".encode())
-            else:
-                out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY))
+            label = rec.get(text_field, rec.get("id", rec.get("row", " ".join(rec.get("analogy", [])))))
+            for rank, hit in enumerate(rec.get("neighbors") or [], 1):
+                out.write(f"{label}\t{rank}\t{hit['id']}\t{hit['score']:.6g}\n".encode())

@@ -56,7 +56,6 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
       vecpipe sim -m bge-small-zh --matrix sentences.txt -o sim.npy
     """
     import numpy as np
-    import orjson
 
     from vecpipe.core.encode.pipeline import EncodeOptions, encode_texts
     from vecpipe.core.errors import UsageError
@@ -64,10 +63,10 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
         SimStats, distribution, matrix_scores, pair_scores, plot_distribution, read_pairs, read_side, read_texts,
         score_pairs,
     )
+    from vecpipe.core.io.jsonl import write_jsonl
     from vecpipe.core.io.npy import write_npy_block
     from vecpipe.core.io.outputs import atomic_path, open_output
 
-    dumps = lambda rec: orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)  # noqa: E731
     scores_seen = []
     enc_opts = EncodeOptions(prompt=prompt, normalize=normalize)
     if left or right:
@@ -80,8 +79,7 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
         s = pair_scores(x, y, metric)
         scores_seen = s.tolist()
         with open_output(output) as out:
-            for i in range(0, len(s), window):
-                out.write(b"".join(dumps({"row": i + j, "score": v}) for j, v in enumerate(s[i : i + window])))
+            write_jsonl(out, ({"row": i, "score": v} for i, v in enumerate(s)))
     else:
         encoder = model_spec(**model_opts).load()
         if matrix:
@@ -94,8 +92,7 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
                     write_npy_block(fh_out, m)
             else:
                 with open_output(output) as out:
-                    for rec, row in zip(records, m):
-                        out.write(dumps({**rec, "scores": row}))
+                    write_jsonl(out, ({**rec, "scores": row} for rec, row in zip(records, m)))
         else:
             names = tuple(f.strip() for f in fields.split(","))
             if len(names) != 2:
@@ -103,17 +100,18 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
             st = SimStats()
             batch = []
 
-            def flush(out):
-                recs = [rec for _, rec, _, _ in batch]
-                scores, reasons = score_pairs(encoder, [a for *_, a, _ in batch], [b for *_, b in batch], metric, st, enc_opts)
-                lines = []
+            def scored(recs, scores, reasons):
                 for rec, score, reason in zip(recs, scores, reasons):
                     rec = {**rec, "score": score}
                     if reason:
                         rec["reason"] = reason
-                    lines.append(dumps(rec))
                     scores_seen.append(score)
-                out.write(b"".join(lines))
+                    yield rec
+
+            def flush(out):
+                recs = [rec for _, rec, _, _ in batch]
+                scores, reasons = score_pairs(encoder, [a for *_, a, _ in batch], [b for *_, b in batch], metric, st, enc_opts)
+                write_jsonl(out, scored(recs, scores, reasons))
                 batch.clear()
 
             with open_output(output) as out:

@@ -95,7 +95,7 @@ def test_run_batches_prepare_error_is_raised_not_swallowed():
 def test_topk_torch_equals_numpy(dtype):
     import torch
 
-    from vecpipe.core.search.knn import topk_torch
+    from vecpipe.core.search.gpu import topk_torch
     from vecpipe.core.search.topk import topk
 
     rng = np.random.default_rng(1)

@@ -8,7 +8,7 @@ from gensim.models import KeyedVectors
 
 from conftest import run_vecpipe
 from vecpipe.core.vectors.readwrite import read_vectors, write_vectors
-from vecpipe.core.search.knn import topk_torch
+from vecpipe.core.search.gpu import topk_torch
 from vecpipe.core.search.topk import topk
 
 
@@ -84,17 +84,17 @@ def _npy(a):
     return buf.getvalue()
 
 
-def test_knn_text_queries_with_a_transformer(tmp_path, minilm, invoke):
+def test_knn_text_queries_with_a_transformer(tmp_path, minilm):
     from sentence_transformers import SentenceTransformer
 
     docs = ["猫坐在垫子上", "今天股市大涨", "北京是中国的首都", "我喜欢吃苹果", "The weather is nice today"]
     model = SentenceTransformer(str(minilm), device="cpu")
     np.save(tmp_path / "docs.npy", model.encode(docs))
     (tmp_path / "docs.txt").write_text("\n".join(docs) + "\n")
-    r = invoke("knn", "-m", minilm, "--index", tmp_path / "docs.npy", "--ids", tmp_path / "docs.txt", "-k", "2",
-               "中国的首都是哪里", "stocks went up")
-    assert r.exit_code == 0, r.stderr
-    recs = jsonl(r.stdout_bytes)
+    r = run_vecpipe("knn", "-m", minilm, "--index", tmp_path / "docs.npy", "--ids", tmp_path / "docs.txt", "-k", "2",
+                    "中国的首都是哪里", "stocks went up")
+    assert r.returncode == 0, r.stderr
+    recs = jsonl(r.stdout)
     ref_s, ref_i = topk(model.encode(["中国的首都是哪里", "stocks went up"]), np.load(tmp_path / "docs.npy"), 2)
     assert [[h["id"] for h in rec["neighbors"]] for rec in recs] == [[docs[i] for i in row] for row in ref_i]
 
@@ -111,7 +111,9 @@ def test_torch_path_equals_numpy():
 
 def test_faiss_flat_equals_exact_and_hnsw_recall(tmp_path):
     pytest.importorskip("faiss")
-    from vecpipe.core.search.knn import Index, KnnOptions, build_faiss, faiss_search
+    from vecpipe.core.search.faiss import build_faiss, faiss_search
+    from vecpipe.core.search.index import Index
+    from vecpipe.core.search.knn import KnnOptions
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3000, 32)).astype(np.float32)
@@ -145,14 +147,14 @@ def test_sim_word_pairs_match_gensim(pku, pku_vecdir):
     assert recs[2]["score"] is None and "公司" in recs[2]["reason"]
 
 
-def test_sim_transformer_matches_cos_sim(minilm, invoke):
+def test_sim_transformer_matches_cos_sim(minilm):
     from sentence_transformers import SentenceTransformer, util
 
     model = SentenceTransformer(str(minilm), device="cpu")
     pairs = [{"text1": "我喜欢猫", "text2": "我爱猫咪", "id": 1}, {"text1": "今天下雨", "text2": "stock market", "id": 2}]
-    r = invoke("sim", "-m", minilm, input="".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs).encode())
-    assert r.exit_code == 0, r.stderr
-    recs = jsonl(r.stdout_bytes)
+    r = run_vecpipe("sim", "-m", minilm, input="".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs).encode())
+    assert r.returncode == 0, r.stderr
+    recs = jsonl(r.stdout)
     for p, rec in zip(pairs, recs):
         ref = util.cos_sim(model.encode(p["text1"]), model.encode(p["text2"])).item()
         assert rec["score"] == pytest.approx(ref, abs=1e-5) and rec["id"] == p["id"]
@@ -192,7 +194,7 @@ def test_catalog_names_resolve_for_knn_and_encode(tmp_path, pku, monkeypatch):
 
 
 def test_index_kept_on_the_device_gives_the_same_answer():
-    from vecpipe.core.search.knn import Index
+    from vecpipe.core.search.index import Index
 
     rng = np.random.default_rng(9)
     x = rng.standard_normal((3000, 16)).astype(np.float32)
@@ -204,3 +206,43 @@ def test_index_kept_on_the_device_gives_the_same_answer():
     s2, r2 = topk(q, x, 5)
     np.testing.assert_array_equal(r, r2)
     np.testing.assert_allclose(s, s2, atol=1e-5)
+
+
+def _error(res) -> str:
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert "Traceback" not in res.output and "Usage:" not in res.output
+    assert len(lines) == 1, res.output  # one clear line
+    return lines[0]
+
+
+def test_knn_query_refused_with_prompt_or_without_model(invoke, tmp_path, pku_vecdir):
+    """--query is refused (64) where it would be ignored, as encode refuses --query with --prompt."""
+    np.save(tmp_path / "x.npy", np.eye(4, dtype=np.float32))
+    res = invoke("knn", "-m", pku_vecdir, "--query", "--prompt", "查询: ", "世界")
+    assert res.exit_code == 64 and "--query and --prompt" in _error(res)
+    res = invoke("encode", "-m", pku_vecdir, "--query", "--prompt", "查询: ", input="世界\n")
+    assert res.exit_code == 64 and "--query and --prompt" in _error(res)
+    res = invoke("knn", "--index", tmp_path / "x.npy", "--query", "--queries", tmp_path / "x.npy")
+    assert res.exit_code == 64 and "--query" in _error(res) and "-m MODEL" in _error(res)
+    assert invoke("knn", "--index", tmp_path / "x.npy", "--queries", tmp_path / "x.npy", "-k", "1").exit_code == 0
+
+
+def test_sim_missing_side_is_66_naming_it(invoke, tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((3, 4), np.float32))
+    for args, missing in ((("--left", tmp_path / "nope.npy", "--right", tmp_path / "a.npy"), "nope.npy"),
+                          (("--left", tmp_path / "a.npy", "--right", tmp_path / "gone.npy"), "gone.npy")):
+        res = invoke("sim", *args)
+        assert res.exit_code == 66 and missing in _error(res)
+
+
+def test_sim_left_right_close_their_files(invoke, tmp_path, monkeypatch):
+    import vecpipe.core.search.sim as sim_mod
+
+    opened = []
+    real = sim_mod.open_input
+    monkeypatch.setattr(sim_mod, "open_input", lambda path: opened.append(real(path)) or opened[-1])
+    np.save(tmp_path / "a.npy", np.ones((3, 4), np.float32))
+    np.save(tmp_path / "b.npy", np.ones((2, 4), np.float32))
+    assert invoke("sim", "--left", tmp_path / "a.npy", "--right", tmp_path / "a.npy").exit_code == 0
+    assert invoke("sim", "--left", tmp_path / "a.npy", "--right", tmp_path / "b.npy").exit_code == 64  # 3 rows vs 2
+    assert len(opened) == 4 and all(fh.closed for fh in opened)

@@ -268,7 +268,7 @@ def test_fewer_ids_than_rows_is_65_naming_both_counts(invoke, rand8, tmp_path, k
 
 def test_topk_torch_never_ranks_nan_first():
     pytest.importorskip("torch")
-    from vecpipe.core.search.knn import topk_torch
+    from vecpipe.core.search.gpu import topk_torch
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((300, 8)).astype(np.float32)
@@ -338,18 +338,20 @@ def test_gpu_branch_searches_query_blocks_of_1024_with_their_exclusions(monkeypa
     """search() on a CUDA device hands torch 1024 queries at a time (the block
     of 4096 would need a 4x larger score matrix); run here with torch on the CPU."""
     pytest.importorskip("torch")
+    import vecpipe.core.search.gpu as gpu
     import vecpipe.core.search.knn as nb
+    from vecpipe.core.search.index import Index
 
     rng = np.random.default_rng(2)
     x = rng.standard_normal((500, 8)).astype(np.float32)
     q = x[rng.integers(0, 500, 2500)]
     exclude = [[int(np.flatnonzero((x == row).all(1))[0])] for row in q]
     sizes = []
-    real_topk_torch, real_on_device = nb.topk_torch, nb.Index.on_device
-    monkeypatch.setattr(nb, "topk_torch", lambda qq, v, k, **kw: sizes.append(len(qq)) or
+    real_topk_torch, real_on_device = gpu.topk_torch, Index.on_device
+    monkeypatch.setattr(gpu, "topk_torch", lambda qq, v, k, **kw: sizes.append(len(qq)) or
                         real_topk_torch(qq, v, k, **{**kw, "device": "cpu"}))
-    monkeypatch.setattr(nb.Index, "on_device", lambda self, device, metric: real_on_device(self, "cpu", metric))
-    index = nb.Index(x, list(range(500)), "x")
+    monkeypatch.setattr(Index, "on_device", lambda self, device, metric: real_on_device(self, "cpu", metric))
+    index = Index(x, list(range(500)), "x")
     s, i = nb.search(index, q, nb.KnnOptions(k=4, metric="dot", device="cuda:0"), exclude)
     assert sizes == [1024, 1024, 452]
     ref_s, ref_i = topk(q, x, 4, metric="dot", exclude=exclude)

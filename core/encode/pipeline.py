@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 from vecpipe.core.io.records import OnError
 from vecpipe.core.models.base import add_counters
 from vecpipe.core.errors import DataError, NoInputError, UsageError
 from vecpipe.core.io.progress import progress
 from vecpipe.core.io.inputs import display_name, open_input, read_numbered_records
-from vecpipe.core.io.npy import is_npy, NpyStreamWriter, read_npy_stream, write_npy_block
+from vecpipe.core.io.jsonl import write_jsonl
+from vecpipe.core.io.npy import NpyStreamWriter, is_npy, read_npy_stream, write_npy_block
 from vecpipe.core.io.outputs import (
     atomic_path, check_distinct, check_output, is_special_output, lock_output, make_parents, open_output, remove_made,
 )
@@ -244,11 +244,10 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             if to_npy:
                 writer.write(q)
             else:
-                dumps, opt = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
                 field_name = opts.vector_field
-                writer.write(b"".join(dumps({**rec, field_name: row}, option=opt) for (_, rec, _), row in zip(window, q)))
-            if ids_fh is not None:
-                ids_fh.write(b"".join(orjson.dumps(rec.get(opts.id_field, n)) + b"\n" for n, rec, _ in window))
+                write_jsonl(writer, ({**rec, field_name: row} for (_, rec, _), row in zip(window, q)))
+            if ids_fh is not None:  # one JSON value per line
+                write_jsonl(ids_fh, (rec.get(opts.id_field, n) for n, rec, _ in window))
             stats.records += len(window)
             bar.update(len(window))
             if job is not None and resume:  # durable progress only matters to a later --resume
