@@ -1,9 +1,12 @@
 """`vecpipe encode`: a stream of records -> vectors, window by window.
 
 Memory stays flat: records are read in windows (default 10,000), each window
-is encoded and written before the next is read. The per-window work is a pure
-function of (texts, encoder, options), so it could run unchanged as a Ray Data
-map_batches callable."""
+is encoded and written before the next is read. The per-window work
+(encode_texts) is a function of (texts, encoder, options): the encoder's
+counters come back as data and are summed by the caller, so it could run
+unchanged as a Ray Data map_batches callable. One piece of state is shared on
+purpose: a CUDA out-of-memory error halves the token budget for the rest of
+the run (core/models/batching.py)."""
 from __future__ import annotations
 
 import contextlib

@@ -1,6 +1,6 @@
 """Where a model spec (-m) points, without loading anything heavy.
 
-Resolution order (DESIGN.md): an existing local path (vecdir, word-vector
+Resolution order (the README's encode section lists it too): an existing local path (vecdir, word-vector
 file, sentence-transformers folder); `builtin:NAME`; a catalog name (from the
 cache); a Hugging Face id already in the local HF cache."""
 from __future__ import annotations
