@@ -356,3 +356,10 @@ def test_gpu_branch_searches_query_blocks_of_1024_with_their_exclusions(monkeypa
     assert sizes == [1024, 1024, 452]
     ref_s, ref_i = topk(q, x, 4, metric="dot", exclude=exclude)
     np.testing.assert_array_equal(i, ref_i)
+
+
+def test_analogy_input_with_invalid_utf8_is_65_naming_the_line(invoke):
+    stdin = "宝玉 袭人 黛玉\n".encode() + b"\xff\xfe bad line\n"
+    r = invoke("knn", "-m", "builtin:zh-classic", "--analogy", "-k", "1", input=stdin)
+    assert r.exit_code == 65, r.output
+    assert "<stdin>:2:" in r.output and "UTF-8" in r.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vecpipe.core.errors import DataError
-from vecpipe.core.io.inputs import display_name, open_input, read_numbered_records
+from vecpipe.core.io.inputs import display_name, iter_lines, open_input, read_numbered_records
 from vecpipe.core.io.npy import is_npy, read_npy_stream
 from vecpipe.core.search.index import as_vectors, check_finite
 
@@ -68,8 +68,8 @@ def read_triples(src):
     fh = open_input(src)
     try:
         block = []
-        for n, raw in enumerate(fh, 1):
-            words = raw.decode("utf-8").split()
+        for n, line in iter_lines(fh, name):  # invalid UTF-8 is bad input naming file:line (65), BOM dropped
+            words = line.split()
             if not words or words[0] == ":":
                 continue
             if len(words) < 3:
