@@ -1,4 +1,5 @@
-"""vecpipe encode on the CPU, side by side with its anchors in one run.
+"""vecpipe encode on the CPU, side by side with its anchors in one run, each
+measurement in its own fresh process.
 
 1. Transformer: `vecpipe encode` as a whole stream (read JSONL, encode, write
    .npy) against `SentenceTransformer.encode` alone, same model, texts and
@@ -57,40 +58,59 @@ def vecpipe_cmd(*args):  # noqa: D103
     return [str(Path(sys.executable).with_name("vecpipe")), "-q", *map(str, args)]
 
 
-def bench_transformer(texts, repeat):
-    """Both sides in this process with the model loaded and warm: the figure is
-    vecpipe's whole stream (read JSONL, batch, encode, write .npy) against
-    SentenceTransformer.encode on a list already in memory."""
-    from vecpipe.core.encode.pipeline import EncodeOptions, run_encode
-    from vecpipe.core.models.transformer import TransformerEncoder
+ST_CHILD = """
+import json, sys, time
+from sentence_transformers import SentenceTransformer
+texts = [json.loads(l)["text"] for l in open(sys.argv[2], encoding="utf-8")]
+st = SentenceTransformer(sys.argv[1], device="cpu")
+st.encode(texts[:256], batch_size=32)  # warm-up, as the vecpipe child does
+t = time.perf_counter(); st.encode(texts, batch_size=32); print(json.dumps({"encode_s": time.perf_counter() - t}))
+"""
 
+VP_CHILD = """
+import json, sys, time
+from vecpipe.core.encode.pipeline import EncodeOptions, run_encode
+from vecpipe.core.models.base import ModelSpec
+enc = ModelSpec(sys.argv[1], device="cpu").load()
+enc.encode(open(sys.argv[2], encoding="utf-8").read().splitlines()[:256])  # warm-up (JSONL lines as texts)
+t = time.perf_counter(); run_encode(sys.argv[2], sys.argv[3], enc, EncodeOptions(to="npy", max_batch=32))
+print(json.dumps({"encode_s": time.perf_counter() - t}))
+"""
+
+
+def _child(code, *args) -> tuple[float, float]:
+    """(seconds of the timed part, seconds of the whole process) of one fresh child."""
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=True)
+    return orjson.loads(out.stdout.strip().splitlines()[-1])["encode_s"], time.perf_counter() - t
+
+
+def bench_transformer(texts, repeat):
+    """Each side in its own fresh process (torch's and BLAS's thread pools never
+    shared), alternating, medians: vecpipe's whole stream (read JSONL, batch,
+    encode, write .npy) against SentenceTransformer.encode on a list already
+    in memory, both timed after a warm-up; and each whole process."""
     src = OUT / "encode-texts.jsonl"
     src.write_bytes(b"".join(orjson.dumps({"id": i, "text": t}) + b"\n" for i, t in enumerate(texts)))
     out = OUT / "encode-out.npy"
-    enc = TransformerEncoder(minilm_path(), device="cpu")
-    st = enc.model
-    st.encode(texts[:256], batch_size=32)  # warm up both paths
-    opts = EncodeOptions(to="npy", max_batch=32)
-    run_encode(src, out, enc, opts)
+    model = minilm_path()
     rows = []
     for _ in range(repeat):  # interleaved, so load on the machine hits both alike
-        t = time.perf_counter()
-        st.encode(texts, batch_size=32)
-        t_st = time.perf_counter() - t
-        t = time.perf_counter()
-        run_encode(src, out, enc, opts)
-        t_vp = time.perf_counter() - t
-        rows.append((t_st, t_vp))
-    t_st = statistics.median(r[0] for r in rows)
-    t_vp = statistics.median(r[1] for r in rows)
-    ratios = [a / b for a, b in rows]
-    ref = st.encode(texts, batch_size=32)
+        st_enc, st_all = _child(ST_CHILD, model, src)
+        vp_enc, vp_all = _child(VP_CHILD, model, src, out)
+        rows.append((st_enc, vp_enc, st_all, vp_all))
+    med = [statistics.median(r[i] for r in rows) for i in range(4)]
+    ratios = [r[0] / r[1] for r in rows]
+    from sentence_transformers import SentenceTransformer
+
+    ref = SentenceTransformer(model, device="cpu").encode(texts, batch_size=32)
     ours = np.load(out)
-    print(f"transformer (all-MiniLM-L6-v2, CPU, {len(texts)} LCQMC texts, batch 32):")
-    print(f"  SentenceTransformer.encode   {len(texts) / t_st:8.0f} texts/s  (median of {repeat})")
-    print(f"  vecpipe encode stream        {len(texts) / t_vp:8.0f} texts/s  (JSONL file in, .npy file out)")
-    print(f"  ratio vecpipe/ST: {t_st / t_vp:.2f}x (bar: >= 1.0x; per run: {', '.join(f'{r:.2f}' for r in ratios)}); "
-          f"max |difference| {np.abs(ours - ref).max():.2e}")
+    print(f"transformer (all-MiniLM-L6-v2, CPU, {len(texts)} LCQMC texts, batch 32, fresh processes, median of {repeat}):")
+    print(f"  SentenceTransformer.encode   {len(texts) / med[0]:8.0f} texts/s   whole process {med[2]:6.1f} s")
+    print(f"  vecpipe encode stream        {len(texts) / med[1]:8.0f} texts/s   whole process {med[3]:6.1f} s"
+          "  (JSONL file in, .npy file out)")
+    print(f"  ratio vecpipe/ST: {med[0] / med[1]:.2f}x (bar: >= 1.0x; per round: {', '.join(f'{r:.2f}' for r in ratios)}); "
+          f"whole process {med[2] / med[3]:.2f}x; max |difference| {np.abs(ours - ref).max():.2e}")
 
 
 def train_vectors():

@@ -152,12 +152,17 @@ def read_records(fh: IO[bytes], name: str, *, text_field: str = "text", unicode_
         yield rec
 
 
+def looks_like_jsonl(fh) -> bool:
+    """The one rule for "is this JSONL?": the first non-blank byte (after a
+    byte-order mark) is '{'. Anything else is plain text, one record a line."""
+    return fh.peek(4096).removeprefix(UTF8_BOM).lstrip()[:1] == b"{"
+
+
 def read_numbered_records(fh: IO[bytes], name: str, *, text_field: str = "text", unicode_errors: str = "strict",
                           on_bad=None) -> Iterator[tuple[int, dict]]:
     """(line number, record) pairs. `on_bad(DataError)` decides what a bad line
     does: raise it (the default) or return to skip the line."""
-    head = fh.peek(4096).removeprefix(UTF8_BOM).lstrip()
-    is_jsonl = head[:1] == b"{"
+    is_jsonl = looks_like_jsonl(fh)
     n = 0
     for n, raw in enumerate(fh, 1):
         if n == 1:

@@ -11,7 +11,7 @@ import numpy as np
 from vecpipe.core.io import pairs as P
 from vecpipe.core.errors import DataError, UsageError
 from vecpipe.core.search.topk import normalize_rows
-from vecpipe.core.io.inputs import display_name, open_input, read_numbered_records
+from vecpipe.core.io.inputs import display_name, looks_like_jsonl, open_input, read_numbered_records
 
 log = logging.getLogger("vecpipe")
 
@@ -58,7 +58,7 @@ def read_pairs(src, fields: tuple[str, str], columns: str | None = None):
     name = display_name(src)
     fh = open_input(src)
     try:
-        if fh.peek(4096).lstrip()[:1] == b"{":  # as read_numbered_records decides
+        if looks_like_jsonl(fh):
             if columns is not None:
                 raise UsageError("--columns is for tables (TSV, CSV); JSONL records name their --fields")
             for n, rec in read_numbered_records(fh, name, text_field="\0line"):

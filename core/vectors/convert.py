@@ -13,6 +13,7 @@ from vecpipe.core.vectors.readwrite import read_vectors, write_vectors
 from vecpipe.core.vectors.vecdir import vecdir_replaceable
 from vecpipe.core.vectors.wordvectors import canonical_format, nonfinite_rows, ReadStats, WordVectors
 from vecpipe.core.search.topk import normalize_rows
+from vecpipe.core.io.compression import strip_compression_suffix
 from vecpipe.core.io.inputs import display_name, iter_lines, open_input
 from vecpipe.core.io.outputs import check_output, is_special_output
 
@@ -42,10 +43,7 @@ def output_format_for(path, explicit: str | None, sparse: bool = False) -> str:
         return canonical_format(explicit)
     if path in (None, "-") or is_special_output(path):
         return "sparse" if sparse else "word2vec"
-    name = str(path).lower()
-    for suffix in (".gz", ".bz2", ".xz"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
+    name = strip_compression_suffix(str(path)).lower()
     for suffix, fmt in ((".bin", "word2vec-bin"), (".jsonl", "jsonl"), (".vec", "word2vec"), (".txt", "word2vec")):
         if name.endswith(suffix):
             return "sparse" if sparse and fmt == "word2vec" else fmt
