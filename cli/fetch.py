@@ -6,6 +6,7 @@ import orjson
 
 from vecpipe.core.fetch import catalog, schema
 from vecpipe.core.errors import UsageError
+from vecpipe.core.io.env import current
 
 
 def _complete_names(ctx, param, incomplete):
@@ -28,7 +29,7 @@ def _source(e: catalog.Entry) -> str:
 def _list(kind, language, corpus, as_json):
     rows = catalog.entries(kind=kind, language=language, corpus=corpus)
     if as_json:
-        out = click.get_binary_stream("stdout")
+        out = current().stdout
         for e in rows:
             local = catalog.resolve_local(e)
             d = e.to_dict()
@@ -110,7 +111,7 @@ def fetch(names, list_, info, as_json, kind, language, corpus, convert, from_fil
             local = catalog.resolve_local(e)
             d["local"] = str(local) if local else None
             d["missing_message"] = None if local else catalog.missing_message(e)
-            click.get_binary_stream("stdout").write(orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_INDENT_2))
+            current().stdout.write(orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_INDENT_2))
         else:
             for line in catalog.info_lines(e):
                 click.echo(line)

@@ -63,6 +63,8 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
         raise UsageError("--query and --prompt both set a prompt; use one")
     if use_query_prompt and not needs_model:  # vector queries take no prompt: say so rather than ignore it
         raise UsageError("--query encodes text queries with the model's query instruction; give -m MODEL")
+    if prompt and not needs_model:  # the same: a prompt goes before text, and vector queries have none
+        raise UsageError("--prompt is put before text queries, which need -m MODEL; vector queries take no prompt")
     encoder = model_spec(**model_opts).load() if needs_model else None
     if use_query_prompt:
         prompt = catalog_query_prompt(model_opts["model"]) or getattr(encoder, "query_prompt", None)

@@ -224,6 +224,8 @@ def test_knn_query_refused_with_prompt_or_without_model(invoke, tmp_path, pku_ve
     assert res.exit_code == 64 and "--query and --prompt" in _error(res)
     res = invoke("knn", "--index", tmp_path / "x.npy", "--query", "--queries", tmp_path / "x.npy")
     assert res.exit_code == 64 and "--query" in _error(res) and "-m MODEL" in _error(res)
+    res = invoke("knn", "--index", tmp_path / "x.npy", "--prompt", "查询: ", "--queries", tmp_path / "x.npy")
+    assert res.exit_code == 64 and "--prompt" in _error(res) and "-m MODEL" in _error(res)  # not silently ignored
     assert invoke("knn", "--index", tmp_path / "x.npy", "--queries", tmp_path / "x.npy", "-k", "1").exit_code == 0
 
 
