@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
-import importlib.abc
 import io
 import logging
 import os
@@ -172,19 +171,9 @@ class _Signals:
                 continue  # ignored on purpose (nohup, a background job): leave it so
             self._previous[signum] = current
             signal.signal(signum, self._handler)
-
-        if self._previous:
-            sys.meta_path.insert(0, _reclaim_after_polars)
         return self
 
-    def reclaim(self) -> None:
-        """Set our handlers again (over one a library put in their place)."""
-        for signum in self._previous:
-            signal.signal(signum, self._handler)
-
     def __exit__(self, *exc):
-        with contextlib.suppress(ValueError):
-            sys.meta_path.remove(_reclaim_after_polars)
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
@@ -197,45 +186,6 @@ class _Signals:
 
 
 _signals = _Signals()
-
-
-class _ReclaimAfterPolars(importlib.abc.MetaPathFinder):
-    """Importing polars replaces the SIGINT handler by its own, with SA_RESTART:
-    a blocking read of stdin then ignores Ctrl-C until more input or EOF comes
-    (pola-rs/polars#21739). Once polars is imported, take SIGINT back."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != "polars":
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _ThenReclaim(spec.loader)
-                return spec
-        return None
-
-
-class _ThenReclaim:
-    def __init__(self, loader):
-        self._loader = loader
-
-    def __getattr__(self, name):
-        return getattr(self._loader, name)
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        try:
-            self._loader.exec_module(module)
-        finally:
-            _signals.reclaim()
-
-
-_reclaim_after_polars = _ReclaimAfterPolars()
 
 
 def main(argv=None, env: Environment | None = None) -> int:

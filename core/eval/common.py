@@ -18,7 +18,7 @@ import orjson
 from vecpipe.core.errors import DataError, NoInputError, UnavailableError
 from vecpipe.core.io.compression import strip_compression_suffix
 from vecpipe.core.io.progress import progress
-from vecpipe.core.io.inputs import display_name, open_input, read_numbered_records
+from vecpipe.core.io.inputs import display_name, looks_like_jsonl, open_input
 
 TASKS = ("analogy", "similarity", "sts", "retrieval", "classify")
 
@@ -32,30 +32,11 @@ def number(text: str):
     return v if np.isfinite(v) else None
 
 
-# A key no dataset uses: read_numbered_records puts a plain text line under it.
-_PLAIN = "\0plain line"
-
-
-class _JsonlLine(Exception):
-    """read_numbered_records found a line bad: with 'replace' decoding only a JSONL line can be."""
-
-
-def _raise_jsonl(err: DataError) -> None:
-    raise _JsonlLine
-
-
 def is_jsonl(path) -> bool:
-    """Whether a dataset file is JSONL. Asked of streams.read_numbered_records
-    (its first record), so that the whole code base has one rule (the first
-    non-blank byte is '{'), not a copy of it."""
+    """Whether a dataset file is JSONL, by the one rule of the code base
+    (io.inputs.looks_like_jsonl): a peek at its head, nothing read."""
     with open_input(path) as fh:
-        try:
-            for _, rec in read_numbered_records(fh, display_name(path), text_field=_PLAIN, unicode_errors="replace",
-                                                on_bad=_raise_jsonl):
-                return list(rec) != [_PLAIN]
-        except _JsonlLine:
-            return True
-    return False
+        return looks_like_jsonl(fh)
 
 
 def read_json(path):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -42,13 +42,6 @@ def register(kind: str, *, prefix: str | None = None):
         return cls
 
     return deco
-
-
-def unregister(kind: str) -> None:
-    _REGISTRY.pop(kind, None)
-    for p, k in list(_PREFIXES.items()):
-        if k == kind:
-            del _PREFIXES[p]
 
 
 def encoder_class(kind: str) -> type["Encoder"]:
@@ -106,9 +99,6 @@ class ModelSpec:
     def load(self) -> "Encoder":
         kind, location = self.resolve()
         return encoder_class(kind).from_spec(self, location)
-
-    def options(self) -> dict:
-        return asdict(self)
 
 
 class Encoder(abc.ABC):

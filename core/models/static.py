@@ -10,7 +10,6 @@ from vecpipe.core.errors import DataError, UsageError, error_gist
 from vecpipe.core.models.base import Encoded, Encoder, ModelSpec, register
 from vecpipe.core.search.topk import normalize_rows
 from vecpipe.core.vectors.readwrite import read_vectors
-from vecpipe.core.vectors.vecdir import is_vecdir
 from vecpipe.core.vectors.wordvectors import WordVectors
 
 
@@ -105,7 +104,8 @@ class StaticEncoder(Encoder):
 
 
 def _read_static(location) -> WordVectors:
-    """read_vectors, with a pickled file and a damaged .npy each named in one line (65)."""
+    """read_vectors, with a pickled file named in one line (65); a damaged vecdir
+    is refused by the vecdir reader itself."""
     p = Path(location)
     if p.is_file():
         with open(p, "rb") as fh:
@@ -113,24 +113,10 @@ def _read_static(location) -> WordVectors:
         if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
             raise DataError("a pickled file (a gensim .model or .kv?): vecpipe never unpickles model files; "
                             "save it with gensim's save_word2vec_format and use that file", location)
-    if is_vecdir(p) and (p / "vectors.npy").is_file():
-        _check_npy_header(p / "vectors.npy")
     try:
         return read_vectors(location)
     except (ValueError, EOFError) as exc:
         raise DataError(f"cannot read the vectors: {error_gist(exc)}", location) from None
-
-
-def _check_npy_header(path: Path) -> None:
-    """A vecdir's vectors.npy must be a 2-D numeric array (mapped, not read)."""
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        shape, dtype = arr.shape, arr.dtype
-        del arr
-    except (ValueError, EOFError) as exc:
-        raise DataError(f"not a readable .npy array ({error_gist(exc)})", path) from None
-    if len(shape) != 2 or dtype.kind not in "fiu":
-        raise DataError(f"the vectors must be a 2-D numeric array, not {dtype} {shape}", path)
 
 
 def read_word_vectors(spec: str | None):

@@ -3,6 +3,7 @@ same) and GloVe (no header). Well-formed chunks go through polars' CSV reader;
 the exact line-by-line parser takes any chunk it refuses, to report or repair it."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from typing import IO, Callable
@@ -128,6 +129,21 @@ def _infer_dim(first: bytes, name: str) -> int:
     return numeric
 
 
+def _import_polars():
+    """polars, with the SIGINT handler it found kept: importing polars installs
+    its own (with SA_RESTART), and a blocking read of stdin then ignores Ctrl-C
+    until more input or EOF comes (pola-rs/polars#21739)."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    import polars
+
+    if previous is not None:  # set again even if getsignal looks unchanged: polars replaces it below Python
+        with contextlib.suppress(ValueError):  # ValueError: not the main thread, which cannot set handlers
+            signal.signal(signal.SIGINT, previous)
+    return polars
+
+
 class _FastDenseParser:
     """Parse a chunk of well-formed `word v1 .. vD` lines with polars' multi-threaded
     CSV reader. Returns None whenever the chunk is not plainly well formed (tabs,
@@ -135,8 +151,7 @@ class _FastDenseParser:
     the exact line-by-line parser takes over to report or repair it."""
 
     def __init__(self, dim: int):
-        import polars as pl
-
+        pl = _import_polars()
         self.pl = pl
         exc = pl.exceptions
         self.refusals = (exc.ComputeError, exc.SchemaError, exc.ShapeError, exc.NoDataError)
