@@ -16,8 +16,10 @@ log = logging.getLogger("vecpipe")
 @click.argument("src", type=click.Path(allow_dash=True), default="-")
 @model_options
 @output_option("Write here: x.npy is one .npy array; any other name gets JSONL (or an npy stream with --to npy). "
-               "Written under a temporary name, renamed when complete.")
-@click.option("--to", type=click.Choice(["jsonl", "npy"]), help="Output kind (default: npy for -o *.npy, else JSONL).")
+               "Written under a temporary name, renamed when complete. With sharded input: the output folder.",
+               folder_ok=True)
+@click.option("--to", type=click.Choice(["jsonl", "npy", "parquet"]),
+              help="Output kind (default: npy for -o *.npy, else JSONL; sharded: parquet, or npy + ids per shard).")
 @text_field_option
 @click.option("--id-field", default="id", show_default=True, help="The field written by --ids-out.")
 @click.option("--ids-out", type=click.Path(allow_dash=False), help="Also write each record's id (one JSON value per line), row for row.")
@@ -39,10 +41,21 @@ log = logging.getLogger("vecpipe")
               help="Records read, encoded and written at a time (memory stays flat).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted -o run where it stopped (same input and options; a changed input "
               "or partial output is refused, exit 65).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Sharded input: encode the shards in this process, or on a Ray cluster (pip install 'vecpipe[ray]').")
+@click.option("--ray-address", default="auto", show_default=True, metavar="ADDRESS",
+              help="--engine ray: the cluster to join (auto: the one started on this machine, else a local one).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--engine ray: model replicas (actors), each encoding one shard at a time.")
+@click.option("--cpus-per-worker", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="--engine ray: CPUs reserved by each worker (its thread count).")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="--engine ray: GPUs reserved by each worker (1: one GPU per model replica).")
 @on_error_option
 @unicode_errors_option
 def encode(src, output, to, text_field, id_field, ids_out, vector_field, normalize, prompt, query, truncate_dim,
-           precision, calibration, ranges_out, max_tokens, max_batch, window, resume, on_error, unicode_errors, **model_opts):
+           precision, calibration, ranges_out, max_tokens, max_batch, window, resume, engine, ray_address, workers,
+           cpus_per_worker, gpus_per_worker, on_error, unicode_errors, **model_opts):
     """Encode texts into vectors.
 
     Reads JSONL records (the text in `text`, or --text-field) or plain text
@@ -50,20 +63,33 @@ def encode(src, output, to, text_field, id_field, ids_out, vector_field, normali
     input order, or the vectors alone as npy (`-o x.npy`, or an npy stream on
     stdout with --to npy).
 
+    SRC may be a folder or a quoted glob of shards (*.jsonl, *.jsonl.gz,
+    *.parquet): -o FOLDER then gets one output shard per input shard (Parquet,
+    or npy + ids with --to npy) and a manifest.json; --resume skips the shards
+    it records as done; --engine ray runs them on a Ray cluster.
+
     \b
     Examples:
       vecpipe encode -m bge-small-zh docs.jsonl -o docs.npy --ids-out docs.ids
       cat queries.txt | vecpipe encode -m bge-small-zh --query --normalize
       vecpipe encode -m zhihu.vecdir sentences.txt --to npy > vectors.npys
       vecpipe encode -m m3e-base big.jsonl -o big.npy --resume   # cron-safe
+      vecpipe encode -m m3e-base 'docs/*.jsonl.gz' -o docs.vec/ --engine ray --workers 4 --gpus-per-worker 1 --resume
     """
     from vecpipe.core.encode.pipeline import EncodeOptions, run_encode
+    from vecpipe.core.encode.shards import is_sharded_input
     from vecpipe.core.errors import UsageError
     from vecpipe.core.models.resolve import catalog_query_prompt
 
+    sharded = is_sharded_input(src)
+    if not sharded and (engine != "local" or to == "parquet"):
+        raise UsageError(f"{'--engine ray' if engine != 'local' else '--to parquet'} needs sharded input: a folder or a glob of shards")
+    if sharded and ids_out:
+        raise UsageError("--ids-out is for one output file; sharded output keeps the ids in each shard")
     if to is None:
-        to = "npy" if output and str(output).endswith(".npy") else "jsonl"
-    encoder = model_spec(**model_opts).load()
+        to = "parquet" if sharded else "npy" if output and str(output).endswith(".npy") else "jsonl"
+    spec = model_spec(**model_opts)
+    encoder = None if sharded and not query else spec.load()  # sharded: each engine loads its own
     if query:
         if prompt:
             raise UsageError("--query and --prompt both set a prompt; use one")
@@ -75,7 +101,16 @@ def encode(src, output, to, text_field, id_field, ids_out, vector_field, normali
         unicode_errors=unicode_errors, prompt=prompt, normalize=normalize, truncate_dim=truncate_dim,
         precision=precision, calibration=calibration, ranges_out=ranges_out, max_tokens=max_tokens, max_batch=max_batch,
     )
-    stats = run_encode(src, output, encoder, opts, ids_out=ids_out, resume=resume, model_name=encoder.name)
+    if sharded:
+        from vecpipe.core.encode.sharded import RayOptions, run_sharded
+
+        ray_options = RayOptions(address=ray_address, workers=workers, cpus_per_worker=cpus_per_worker,
+                                 gpus_per_worker=gpus_per_worker)
+        stats = run_sharded(src, output, spec, opts, to=to, engine=engine, resume=resume, ray_options=ray_options)
+        if stats.done_before:
+            log.info("%d of %d shards were done before", stats.done_before, stats.shards)
+    else:
+        stats = run_encode(src, output, encoder, opts, ids_out=ids_out, resume=resume, model_name=encoder.name)
     if stats.skipped:
         log.warning("skipped %d bad records (--on-error skip)", stats.skipped)
     oov, empty = stats.counters.get("oov_tokens", 0), stats.counters.get("empty_texts", 0)

@@ -9,7 +9,8 @@ from vecpipe.cli.options import model_spec, model_options, output_option, text_f
 @click.command()
 @click.argument("queries", nargs=-1)
 @click.option("--index", "index_path", type=click.Path(),
-              help="What to search: a vecdir, an .npy (ids from --ids), or JSONL with vectors. Default: the -m word vectors.")
+              help="What to search: a vecdir, an .npy (ids from --ids), JSONL with vectors, or a folder or quoted glob of "
+                   "shards (encode's sharded output, or .npy files with NAME.ids.jsonl). Default: the -m word vectors.")
 @click.option("--ids", "ids_path", type=click.Path(dir_okay=False), help="One id per index row (JSONL or lines).")
 @click.option("--queries", "src", type=click.Path(allow_dash=True), default="-", show_default=True,
               help="Queries when none are given as arguments: words/texts (lines or JSONL), JSONL with vectors, or an npy stream.")
@@ -35,8 +36,13 @@ from vecpipe.cli.options import model_spec, model_options, output_option, text_f
 @click.option("--prompt", help="Text put before every text query.")
 @text_field_option
 @click.option("--id-field", default="id", show_default=True, help="The id field of JSONL index records and --ids.")
+@click.option("--engine", "shard_engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="A sharded --index (a folder or glob of shards): search its shards here, or as Ray tasks.")
+@click.option("--ray-address", default="auto", show_default=True, metavar="ADDRESS",
+              help="--engine ray: the cluster to join (auto: the one started on this machine, else a local one).")
 def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclude_self, flat, analogy_flag, method,
-        faiss_spec, save_index, faiss_index, nprobe, use_query_prompt, prompt, text_field, id_field, **model_opts):
+        faiss_spec, save_index, faiss_index, nprobe, use_query_prompt, prompt, text_field, id_field, shard_engine,
+        ray_address, **model_opts):
     """Find nearest neighbours.
 
     Queries are words (searched among the -m word vectors), texts (encoded
@@ -86,7 +92,8 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     if device == "auto":
         device = encoder.device if encoder is not None else "cpu"  # the index goes where the model runs
     opts = KnnOptions(k=k, metric=metric, min_score=min_score, exclude_self=exclude_self, text_field=text_field,
-                      id_field=id_field, device=device, nprobe=nprobe, prompt=prompt)
+                      id_field=id_field, device=device, nprobe=nprobe, prompt=prompt, shard_engine=shard_engine,
+                      ray_address=ray_address)
     results = run_knn(list(queries), src, index, encoder, opts, analogy_method=method if analogy_flag else None)
     with open_output(output) as out:
         if not flat:

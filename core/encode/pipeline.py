@@ -135,6 +135,19 @@ def encode_texts(encoder, texts: list[str], opts: EncodeOptions, budget=None, co
     return vectors
 
 
+def checked_text(text, text_field: str, name: str, n: int, on_bad) -> str | None:
+    """The record's text, or None after `on_bad` was told why it has none
+    (missing, not a string, blank): the one rule for files and shards alike."""
+    if not isinstance(text, str):
+        what = "missing" if text is None else f"not a string ({type(text).__name__})"
+        on_bad(DataError(f'field "{text_field}" is {what}', name, n))
+        return None
+    if not text.strip():
+        on_bad(DataError(f'field "{text_field}" is empty', name, n))
+        return None
+    return text
+
+
 # ---------------------------------------------------------------- the stream
 
 
@@ -184,15 +197,9 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
 
     def texts_of(records):
         for n, rec in records:
-            text = rec.get(opts.text_field)
-            if not isinstance(text, str):
-                what = "missing" if text is None else f"not a string ({type(text).__name__})"
-                on_bad(DataError(f'field "{opts.text_field}" is {what}', name, n))
-                continue
-            if not text.strip():
-                on_bad(DataError(f'field "{opts.text_field}" is empty', name, n))
-                continue
-            yield n, rec, text
+            text = checked_text(rec.get(opts.text_field), opts.text_field, name, n, on_bad)
+            if text is not None:
+                yield n, rec, text
 
     to_npy = opts.to == "npy"
     ranges_target = None

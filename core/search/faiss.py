@@ -42,6 +42,10 @@ def build_faiss(index: Index, spec: str, metric: str = "cosine"):
     """A faiss index from a factory string ("IVF4096,Flat", "HNSW32", "Flat"),
     inner product on normalised vectors for cosine. A string faiss cannot
     parse, or an index that cannot be trained on these rows, is a usage error."""
+    from vecpipe.core.search.sharded import ShardedVectors, build_sharded_faiss
+
+    if isinstance(index.vectors, ShardedVectors):  # trained on a sample, filled shard by shard
+        return build_sharded_faiss(index, spec, metric)
     faiss = _faiss()
     x = normalize_rows(index.vectors) if metric == "cosine" else np.ascontiguousarray(index.vectors, dtype=np.float32)
     measure = faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_INNER_PRODUCT

@@ -102,7 +102,13 @@ def check_finite(vectors, source, *, lines=None, first_row: int = 0, what: str =
 
 def load_index(path, *, ids_path=None, id_field: str = "id", vector_field: str = "vector") -> Index:
     """The index to search; rows with NaN or Inf are refused (exit 65, naming the row)."""
+    from vecpipe.core.search.sharded import is_sharded_index, load_sharded_index
+
     p = Path(path)
+    if not is_vecdir(p) and is_sharded_index(p):
+        if ids_path:
+            raise UsageError("--ids is for one .npy; a sharded index keeps its ids in its shards")
+        return load_sharded_index(p, id_field=id_field, vector_field=vector_field)
     if not p.exists():
         raise NoInputError(f"{path}: no such index (a vecdir, an .npy, or a JSONL with vectors)")
     if is_vecdir(p):

@@ -14,6 +14,7 @@ from vecpipe.core.search.faiss import faiss_search
 from vecpipe.core.search.gpu import search_on_device
 from vecpipe.core.search.index import Index
 from vecpipe.core.search.queries import read_query_stream, read_triples
+from vecpipe.core.search.sharded import ShardedVectors, ray_searcher, sharded_topk
 from vecpipe.core.search.topk import analogy, topk
 
 log = logging.getLogger("vecpipe")
@@ -33,6 +34,8 @@ class KnnOptions:
     nprobe: int | None = None
     engine: str = "auto"  # exact CPU search: faiss's exact knn when installed (auto), else numpy
     prompt: str | None = None
+    shard_engine: str = "local"  # a sharded index: its shards searched here (local) or by Ray tasks (ray)
+    ray_address: str = "auto"
 
 
 @dataclass
@@ -46,10 +49,18 @@ def search(index: Index, queries: np.ndarray, opts: KnnOptions, exclude=None):
     """(scores, rows) for a block of query vectors, by faiss, torch or numpy."""
     if index.faiss is not None:
         return faiss_search(index, queries, opts, exclude)
-    if opts.device not in ("cpu", "auto", None) and opts.device.startswith(("cuda", "mps")):
+    if opts.device not in ("cpu", "auto", None) and opts.device.startswith(("cuda", "mps")) \
+            and not isinstance(index.vectors, ShardedVectors):
         if opts.metric != "euclidean":
             return search_on_device(index, queries, opts, exclude)
     engine = "faiss" if opts.engine == "auto" and opts.metric != "euclidean" and _have_faiss() else "numpy"
+    if isinstance(index.vectors, ShardedVectors):
+        if opts.shard_engine == "ray" and getattr(index, "searcher", None) is None:
+            index.searcher = ray_searcher(opts.ray_address)
+        # numpy's BLAS product per shard: faiss's exact knn rounds a row's score differently with the shard's
+        # size, and a duplicate row in another shard would no longer tie with it
+        return sharded_topk(queries, index.vectors, opts.k, metric=opts.metric, exclude=exclude, min_score=opts.min_score,
+                            engine="numpy", searcher=getattr(index, "searcher", None))
     return topk(queries, index.vectors, opts.k, metric=opts.metric, exclude=exclude, min_score=opts.min_score,
                 engine=engine)
 

@@ -44,7 +44,8 @@ def output_format_for(path, explicit: str | None, sparse: bool = False) -> str:
     if path in (None, "-") or is_special_output(path):
         return "sparse" if sparse else "word2vec"
     name = strip_compression_suffix(str(path)).lower()
-    for suffix, fmt in ((".bin", "word2vec-bin"), (".jsonl", "jsonl"), (".vec", "word2vec"), (".txt", "word2vec")):
+    for suffix, fmt in ((".bin", "word2vec-bin"), (".jsonl", "jsonl"), (".vec", "word2vec"), (".txt", "word2vec"),
+                        (".parquet", "parquet")):
         if name.endswith(suffix):
             return "sparse" if sparse and fmt == "word2vec" else fmt
     return "vecdir"

@@ -32,12 +32,14 @@ def detect_format(path, fh: io.BufferedReader | None = None) -> str:
         return "vecdir"
     if path not in (None, "-"):
         suffix = Path(strip_compression_suffix(str(path))).suffix.lower()
-        by_name = {".bin": "word2vec-bin", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix)
+        by_name = {".bin": "word2vec-bin", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}.get(suffix)
         if by_name:
             return by_name
     if fh is None:
         return "word2vec"
     head = fh.peek(DETECT_BYTES)
+    if head.startswith(b"PAR1"):
+        return "parquet"
     if head.startswith(UTF8_BOM):
         head = head[len(UTF8_BOM) :]
     if head.lstrip()[:1] == b"{":

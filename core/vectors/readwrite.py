@@ -8,6 +8,7 @@ Formats (names used by --from/--to):
   sparse        Chinese-Word-Vectors PPMI text: `N D` header, then `word idx:val ...`
   jsonl         one {"word": ..., "vector": [...]} object per line
   vecdir        vecpipe's folder: vectors.npy (or vectors.npz when sparse), vocab.txt, meta.json
+  parquet       a `word` column and a `vector` column (fixed-size list of float32/float16)
 
 Every reader strips a leading UTF-8 BOM and refuses NaN and infinite values
 (and numbers too large for float32) as bad input naming file:line and the word,
@@ -28,7 +29,7 @@ from vecpipe.core.io.inputs import display_name, open_input, skip_bom
 from vecpipe.core.io.npy import is_npy
 from vecpipe.core.io.outputs import open_output
 from vecpipe.core.io.records import OnError
-from vecpipe.core.vectors import binary, jsonl, sparse, text
+from vecpipe.core.vectors import binary, jsonl, parquet, sparse, text
 from vecpipe.core.vectors.detect import DETECT_BYTES, detect_format, with_lookahead
 from vecpipe.core.vectors.vecdir import open_vecdir, save_vecdir
 from vecpipe.core.vectors.wordvectors import ReadStats, WordVectors, canonical_format, check_finite, check_vocab_words
@@ -78,6 +79,7 @@ def read_vectors(
             "word2vec-bin": binary.read_word2vec_binary,
             "sparse": sparse.read_sparse_text,
             "jsonl": jsonl.read_jsonl_vectors,
+            "parquet": parquet.read_parquet_vectors,
         }[fmt]
         try:
             words, vectors = reader(fh, name, limit=limit, unicode_errors=unicode_errors, policy=policy, stats=stats)
@@ -112,6 +114,8 @@ def write_vectors(wv: WordVectors, path, fmt: str, *, meta: dict | None = None) 
         save_vecdir(wv, path, meta)
         return
     check_finite(wv)
+    if fmt == "parquet" and wv.is_sparse:
+        raise UsageError("sparse vectors cannot be written as Parquet; convert them to a vecdir or sparse text")
     if fmt in ("word2vec", "glove", "word2vec-bin", "sparse"):
         spaced = sum(1 for w in wv.words if " " in w)
         if spaced:
@@ -120,6 +124,8 @@ def write_vectors(wv: WordVectors, path, fmt: str, *, meta: dict | None = None) 
     with open_output(path) as out:
         if fmt == "jsonl":
             jsonl.write_jsonl_vectors(wv, out)
+        elif fmt == "parquet":
+            parquet.write_parquet_vectors(wv, out)
         elif fmt == "word2vec-bin":
             binary.write_word2vec_binary(wv, out)
         elif fmt == "sparse":

@@ -12,7 +12,7 @@ import numpy as np
 from vecpipe.core.errors import DataError, UsageError
 from vecpipe.core.io.records import OnError
 
-FORMATS = ("word2vec", "glove", "word2vec-bin", "sparse", "jsonl", "vecdir")
+FORMATS = ("word2vec", "glove", "word2vec-bin", "sparse", "jsonl", "vecdir", "parquet")
 ALIASES = {"fasttext": "word2vec", "vec": "word2vec", "txt": "word2vec", "text": "word2vec", "bin": "word2vec-bin", "ppmi": "sparse"}
 F32_LIMIT = 3.4028235677973366e38  # a float whose magnitude reaches this rounds to infinity in float32
 
