@@ -88,8 +88,20 @@ def connect(ray, address: str) -> bool | None:
         return False
     except ConnectionError:
         log.info("no Ray cluster running here: starting a local one on 127.0.0.1")
-    ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+    start_local(ray, **quiet)
     return True
+
+
+def start_local(ray, **init_args) -> None:
+    """A one-machine cluster whose servers listen on 127.0.0.1 only, without
+    a dashboard. Ray turns a node address of 127.0.0.1 into the machine's
+    outward address (and binds there) unless clusters are off, as on macOS:
+    switched off here, for this process and the Ray processes it starts."""
+    import os
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # read once at import
+    ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **init_args)
 
 
 def disconnect(ray, started: bool | None) -> None:
