@@ -27,6 +27,7 @@ from vecpipe.core.encode.shards import (
 from vecpipe.core.errors import UsageError
 from vecpipe.core.io.outputs import check_output, lock_output, make_parents, remove_made
 from vecpipe.core.io.records import OnError
+from vecpipe.core.models.base import add_counters
 
 log = logging.getLogger("vecpipe")
 
@@ -41,6 +42,8 @@ class RayOptions:
 
 @dataclass
 class ShardedStats:
+    """What this run did (shards done before it are not counted in records)."""
+
     shards: int = 0
     done_before: int = 0
     records: int = 0
@@ -75,7 +78,7 @@ def run_sharded(src, out_dir, spec, opts: EncodeOptions, *, to: str = "parquet",
         from vecpipe.core.encode.ray_engine import import_ray
 
         import_ray()
-    out = Path(out_dir)
+    out = Path(os.path.abspath(out_dir))  # workers may run elsewhere than this working folder
     if not (resume and read_manifest(out) is not None):
         check_output(out, folder=True, replaceable=shards_replaceable)
     stats = ShardedStats(shards=len(shards))
@@ -116,14 +119,15 @@ def run_sharded(src, out_dir, spec, opts: EncodeOptions, *, to: str = "parquet",
             with contextlib.closing(entries):
                 for entry in entries:
                     manifest.record(commit(out, entry))
+                    stats.records += entry["rows"]
+                    stats.skipped += entry["skipped"]
+                    add_counters(stats.counters, entry["counters"])
                     log.info("%s: %d rows in %.1f s", entry["input"], entry["rows"], entry["seconds"])
         ok = True
     finally:
         if not ok:
             remove_stale_tmp(out) if out.is_dir() else None
             remove_made(made)
-    totals = manifest.totals()
-    stats.records, stats.skipped, stats.counters = totals["rows"], totals["skipped"], totals["counters"]
     stats.seconds = time.perf_counter() - started
     return stats
 
