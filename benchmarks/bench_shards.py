@@ -25,23 +25,29 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from _common import PEAK_RSS
 from bench_ray import make_shards
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "shards"
 RESULTS = HERE / "results"
-VECPIPE = [sys.executable, "-m", "vecpipe", "-q"]
+
+
+# the child reports its own VmHWM: a forked child's ru_maxrss starts from its parent's high-water mark
+CHILD = PEAK_RSS + (
+    "import os, sys\nfrom vecpipe.cli.main import main\ntry:\n    rc = main(sys.argv[1:])\nfinally:\n"
+    "    open(os.environ['VP_PEAK_RSS'], 'w').write(str(peak_rss()))\nsys.exit(rc)\n")
 
 
 def run(args) -> tuple[float, int]:
     """(seconds, peak RSS in bytes) of one fresh `vecpipe` process."""
+    peak = OUT / "peak-rss.txt"
     t = time.perf_counter()
-    proc = subprocess.Popen(VECPIPE + list(map(str, args)), stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc = subprocess.run([sys.executable, "-c", CHILD, "-q", *map(str, args)], stdout=subprocess.DEVNULL,
+                          env={**os.environ, "VP_PEAK_RSS": str(peak)})
     if proc.returncode:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, args))}")
-    return time.perf_counter() - t, usage.ru_maxrss * 1024
+    return time.perf_counter() - t, int(peak.read_text())
 
 
 def write_index(rows: int, dim: int, shards: int, folder: Path, seed=0):

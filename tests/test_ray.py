@@ -159,3 +159,34 @@ def test_knn_on_ray_equals_local(tmp_path, invoke, cluster):
     r = invoke(*args, "--engine", "ray")
     assert local.exit_code == 0 and r.exit_code == 0, r.stderr
     assert r.stdout == local.stdout
+
+
+@pytest.mark.slow
+def test_ray_driver_killed_then_resumed_gives_the_local_bytes(tmp_path, invoke, cluster):
+    """kill -9 the driver of an --engine ray run mid-way, --resume it: the files of a local run."""
+    import signal
+    import time
+
+    n = 8
+    write_shards(tmp_path / "in", n_shards=n, per_shard=20000)
+    assert invoke("encode", "-m", "builtin:zh-classic", tmp_path / "in", "-o", tmp_path / "local").exit_code == 0
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    cmd = [sys.executable, "-m", "vecpipe", "-v", "encode", "-m", "builtin:zh-classic", str(tmp_path / "in"), "-o",
+           str(tmp_path / "out"), "--engine", "ray", "--workers", "1", "--ray-address", ray.get_runtime_context().gcs_address]
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=env)
+    deadline, done = time.time() + 120, 0
+    while time.time() < deadline and done < 1:
+        try:
+            done = len(json.loads((tmp_path / "out" / "manifest.json").read_text())["shards"])
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(json.loads((tmp_path / "out" / "manifest.json").read_text())["shards"])
+    assert 1 <= done < n
+    r = subprocess.run(cmd + ["--resume"], capture_output=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"{done} of {n} shards done before" in r.stderr.decode()
+    assert outputs(tmp_path / "out")[0] == outputs(tmp_path / "local")[0]
+    assert not list((tmp_path / "out").glob(".*tmp"))

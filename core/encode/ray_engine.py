@@ -116,6 +116,9 @@ def disconnect(ray, started: bool | None) -> None:
     ray.shutdown()
     if session:  # the logs and sockets of the cluster this run started
         shutil.rmtree(session, ignore_errors=True)
+        latest = Path(session).parent / "session_latest"
+        if latest.is_symlink() and not latest.exists():  # it pointed at the session just removed
+            latest.unlink()
 
 
 def ray_encode(todo: list[str], out_dir: Path, spec, opts, ranges, to: str, ray_options):

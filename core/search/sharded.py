@@ -171,22 +171,27 @@ def search_shard(shard: Shard, q, k: int, metric: str, exclude, engine: str):
     return rescore(q, x, s, i, metric), i
 
 
-def rescore(q, x, s, rows, metric: str) -> np.ndarray:
-    """float32 of the float64 score of each (query, row) pair found (-1: none)."""
-    found = rows >= 0
-    if not found.any():
-        return s
-    cand = np.asarray(x[np.where(found, rows, 0).reshape(-1)], dtype=np.float64).reshape(*rows.shape, -1)
-    qq = np.asarray(q, dtype=np.float64)
-    if metric == "euclidean":
-        d = cand - qq[:, None, :]
-        score = -np.sqrt(np.einsum("qkd,qkd->qk", d, d))
-    else:
-        if metric == "cosine":
-            qq = qq / np.where((n := np.linalg.norm(qq, axis=1, keepdims=True)) == 0, 1, n)
-            cand = cand / np.where((n := np.linalg.norm(cand, axis=2, keepdims=True)) == 0, 1, n)
-        score = np.einsum("qkd,qd->qk", cand, qq)
-    return np.where(found, score.astype(np.float32), s)
+def rescore(q, x, s, rows, metric: str, *, chunk: int = 256) -> np.ndarray:
+    """float32 of the float64 score of each (query, row) pair found (-1: none),
+    `chunk` queries at a time (the candidates' rows are gathered in float64)."""
+    out = s.copy()
+    for start in range(0, len(q), chunk):
+        r = rows[start : start + chunk]
+        found = r >= 0
+        if not found.any():
+            continue
+        cand = np.asarray(x[np.where(found, r, 0).reshape(-1)], dtype=np.float64).reshape(*r.shape, -1)
+        qq = np.asarray(q[start : start + chunk], dtype=np.float64)
+        if metric == "euclidean":
+            d = cand - qq[:, None, :]
+            score = -np.sqrt(np.einsum("qkd,qkd->qk", d, d))
+        else:
+            if metric == "cosine":
+                qq = qq / np.where((n := np.linalg.norm(qq, axis=1, keepdims=True)) == 0, 1, n)
+                cand = cand / np.where((n := np.linalg.norm(cand, axis=2, keepdims=True)) == 0, 1, n)
+            score = np.einsum("qkd,qd->qk", cand, qq)
+        out[start : start + chunk] = np.where(found, score.astype(np.float32), s[start : start + chunk])
+    return out
 
 
 def ray_searcher(address: str):
