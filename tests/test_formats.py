@@ -19,7 +19,7 @@ from vecpipe.core.vectors.wordvectors import FORMATS, ReadStats, WordVectors
 from vecpipe.core.io.inputs import open_input
 
 SUFFIX = {"word2vec": ".txt", "glove": ".glove.txt", "word2vec-bin": ".bin", "sparse": ".sparse.txt", "jsonl": ".jsonl",
-          "vecdir": ".vecdir"}
+          "vecdir": ".vecdir", "parquet": ".parquet"}
 
 
 def assert_same(a: WordVectors, words, x):

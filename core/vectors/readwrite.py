@@ -114,8 +114,6 @@ def write_vectors(wv: WordVectors, path, fmt: str, *, meta: dict | None = None) 
         save_vecdir(wv, path, meta)
         return
     check_finite(wv)
-    if fmt == "parquet" and wv.is_sparse:
-        raise UsageError("sparse vectors cannot be written as Parquet; convert them to a vecdir or sparse text")
     if fmt in ("word2vec", "glove", "word2vec-bin", "sparse"):
         spaced = sum(1 for w in wv.words if " " in w)
         if spaced:
