@@ -123,7 +123,8 @@ def test_cli_starts_and_removes_its_own_local_cluster(tmp_path):
     """No cluster running: --engine ray starts one on 127.0.0.1, stops it and removes its session folder."""
     write_shards(tmp_path / "in", n_shards=2, per_shard=5)
     raytmp = Path(tempfile.mkdtemp(prefix="vp-", dir="/tmp"))  # short (socket paths), not the module's cluster
-    env = {**os.environ, "RAY_TMPDIR": str(raytmp)}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # ray.init here may have set it
+    env["RAY_TMPDIR"] = str(raytmp)
     r = subprocess.run([sys.executable, "-m", "vecpipe", "-v", "encode", "-m", "builtin:zh-classic", tmp_path / "in", "-o",
                         tmp_path / "out", "--engine", "ray", "--ray-address", "auto"], capture_output=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
