@@ -53,6 +53,7 @@ def lcqmc_like(n: int, seed: int) -> list[str]:
 
 
 def make_shards(folder: Path, shards: int, per_shard: int) -> Path:
+    """`shards` JSONL shards of `per_shard` texts (kept for the next run: name the folder after both)."""
     if folder.is_dir() and len(list(folder.glob("*.jsonl"))) == shards:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,7 @@ def main() -> int:
         ray_args = ["--engine", "ray", "--ray-address", cluster.address, "--cpus-per-worker", "1"]
         print(f"cluster: {cluster.address} (2 CPUs), temp {cluster.temp}")
         if "static" not in args.skip:
-            src = make_shards(OUT / "static-in", 4, args.per_shard)
+            src = make_shards(OUT / f"static-in-{args.per_shard}", 4, args.per_shard)
             res = compare("builtin:zh-classic", src, ["-m", "builtin:zh-classic"], {
                 "local": [],
                 "ray, 1 worker": [*ray_args, "--workers", "1"],

@@ -313,6 +313,8 @@ def test_knn_over_encode_output_and_faiss(tmp_path, invoke):
     got = [[h["id"] for h in orjson.loads(line)["neighbors"]] for line in flat.stdout.splitlines()]
     want = [[h["id"] for h in orjson.loads(line)["neighbors"]] for line in single.stdout.splitlines()]
     assert got == want
+    r = invoke("knn", "--index", tmp_path / "all.npy", "--engine", "ray", *args)
+    assert r.exit_code == 64 and "sharded --index" in r.stderr
     ivf = invoke("knn", "--index", tmp_path / "out", "--faiss", "IVF4,Flat", "--nprobe", "4", *args)
     assert ivf.exit_code == 0, ivf.stderr
     assert [[h["id"] for h in orjson.loads(line)["neighbors"]] for line in ivf.stdout.splitlines()] == want  # all lists probed

@@ -202,6 +202,8 @@ def run_knn(args: list[str], src, index: Index | None, encoder, opts: KnnOptions
     `args`, else from the stream `src` (texts, JSONL, or vectors)."""
     stats = KnnStats()
     word_mode = False
+    if opts.shard_engine == "ray" and (index is None or not isinstance(index.vectors, ShardedVectors)):
+        raise UsageError("--engine ray searches a sharded --index (a folder or glob of shards)")
     if index is None:
         if encoder is None or encoder.word_vectors is None:
             raise UsageError("give --index (a vecdir, .npy or JSONL with vectors), or -m a word-vector model to search its words")
