@@ -75,7 +75,7 @@ def encode(src, output, to, text_field, id_field, ids_out, vector_field, normali
         unicode_errors=unicode_errors, prompt=prompt, normalize=normalize, truncate_dim=truncate_dim,
         precision=precision, calibration=calibration, ranges_out=ranges_out, max_tokens=max_tokens, max_batch=max_batch,
     )
-    stats = run_encode(src, output, encoder, opts, ids_out=ids_out, resume=resume, model_name=encoder.name)
+    stats = run_encode(src, output, encoder, opts, ids_out=ids_out, resume=resume, model_name=encoder.identity)
     if stats.skipped:
         log.warning("skipped %d bad records (--on-error skip)", stats.skipped)
     oov, empty = stats.counters.get("oov_tokens", 0), stats.counters.get("empty_texts", 0)
