@@ -53,7 +53,8 @@ def model_hash(st_model) -> str:
 
     h = hashlib.blake2b(digest_size=20)
     for name, module in st_model.named_children():
-        config = module.get_config_dict() if hasattr(module, "get_config_dict") else {}
+        config = dict(module.get_config_dict()) if hasattr(module, "get_config_dict") else {}
+        config.pop("max_seq_length", None)  # --max-length cuts tokens before the graph: one export serves all
         h.update(json.dumps([name, type(module).__name__, config], sort_keys=True, default=str).encode())
     for name, tensor in st_model.state_dict().items():
         t = tensor.detach().cpu().contiguous()

@@ -50,11 +50,11 @@ class ExportedEncoder(TransformerEncoder):
             require(module, self.backend)
         if device not in (None, "", "auto", "cpu"):
             raise UsageError(f"--backend {self.backend} runs on the CPU (--device cpu); use --backend torch for {device}")
-        super().__init__(location, device="cpu", **options)
-        self.quantize = quantize
         if options.get("dtype") not in (None, "auto", "float32"):
             raise UsageError(f"--backend {self.backend}: --dtype {options['dtype']} is torch's; "
                              "use --quantize int8 for a smaller, faster model")
+        super().__init__(location, device="cpu", **options)
+        self.quantize = quantize
         from vecpipe.core.models.export import exported_model, input_names
 
         self.input_names = input_names(self.model)
