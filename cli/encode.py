@@ -110,7 +110,7 @@ def encode(src, output, to, text_field, id_field, ids_out, vector_field, normali
         if stats.done_before:
             log.info("%d of %d shards were done before", stats.done_before, stats.shards)
     else:
-        stats = run_encode(src, output, encoder, opts, ids_out=ids_out, resume=resume, model_name=encoder.name)
+        stats = run_encode(src, output, encoder, opts, ids_out=ids_out, resume=resume, model_name=encoder.identity)
     if stats.skipped:
         log.warning("skipped %d bad records (--on-error skip)", stats.skipped)
     oov, empty = stats.counters.get("oov_tokens", 0), stats.counters.get("empty_texts", 0)

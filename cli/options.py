@@ -64,6 +64,11 @@ def model_options(f):
         click.option("--dtype", "torch_dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
                      show_default=True, help="Model weights and compute: auto is float16 on CUDA, float32 elsewhere."),
         click.option("--max-length", type=click.IntRange(min=1), help="Truncate texts to this many tokens."),
+        click.option("--backend", type=click.Choice(["torch", "onnx", "openvino"]), default="torch", show_default=True,
+                     help="Transformer models: the runtime. onnx (onnxruntime) and openvino run an exported copy of "
+                          "the model on the CPU, made once and cached (extras vecpipe[onnx], vecpipe[openvino])."),
+        click.option("--quantize", type=click.Choice(["int8"]),
+                     help="With --backend onnx/openvino: dynamic int8 weights (faster on CPU; vectors change slightly)."),
         click.option("--pooling", metavar="MODE",
                      help="Transformer models: override the pooling (cls, mean, max, lasttoken, ...)."),
         click.option("--tokenize", type=click.Choice(["auto", "space", "char", "jieba"]), default="auto", show_default=True,
@@ -88,10 +93,10 @@ def text_field_option(f):
 
 
 def model_spec(model, device, torch_dtype, max_length, pooling, tokenize, oov, normalize_words, sif,
-               trust_remote_code, allow_download, **_):
+               trust_remote_code, allow_download, backend="torch", quantize=None, **_):
     """The ModelSpec the -m options describe (plain data: load it with .load())."""
     from vecpipe.core.models.base import ModelSpec
 
     return ModelSpec(model, device=device, dtype=torch_dtype, max_length=max_length, tokenize=tokenize, oov=oov,
                      normalize_words=normalize_words, sif=sif, pooling=pooling, trust_remote_code=trust_remote_code,
-                     allow_download=allow_download)
+                     allow_download=allow_download, backend=backend, quantize=quantize)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 PACKAGES = ("numpy", "scipy", "orjson", "polars", "click", "tqdm", "gensim", "torch", "transformers",
             "sentence-transformers", "huggingface-hub")
-EXTRAS = {"faiss": "faiss-cpu", "jieba": "jieba", "matplotlib": "matplotlib", "scikit-learn": "scikit-learn"}
+EXTRAS = {"faiss": "faiss-cpu", "jieba": "jieba", "matplotlib": "matplotlib", "scikit-learn": "scikit-learn",
+          # the CPU runtimes of --backend onnx / openvino, and the exporter's onnx
+          "onnxruntime": "onnxruntime", "openvino": "openvino", "onnx": "onnx"}
 
 
 def _version(dist: str) -> str | None:

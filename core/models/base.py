@@ -25,7 +25,12 @@ import numpy as np
 _KIND_MODULES = {
     "static": "vecpipe.core.models.static",
     "transformer": "vecpipe.core.models.transformer",
+    "onnx": "vecpipe.core.models.onnx",
+    "openvino": "vecpipe.core.models.openvino",
 }
+#: runtimes a transformer model can run on (--backend); torch is sentence-transformers' own
+BACKENDS = ("torch", "onnx", "openvino")
+QUANTIZE = ("int8",)
 _REGISTRY: dict[str, type["Encoder"]] = {}
 _PREFIXES: dict[str, str] = {}
 
@@ -80,6 +85,8 @@ class ModelSpec:
     sif: float | None = None
     trust_remote_code: bool = False
     allow_download: bool = False
+    backend: str = "torch"
+    quantize: str | None = None
 
     @property
     def name(self) -> str:
@@ -98,7 +105,27 @@ class ModelSpec:
 
     def load(self) -> "Encoder":
         kind, location = self.resolve()
-        return encoder_class(kind).from_spec(self, location)
+        return encoder_class(self._runtime_kind(kind)).from_spec(self, location)
+
+    def _runtime_kind(self, kind: str) -> str:
+        """The kind that runs a model of `kind` on self.backend: a transformer
+        on onnx or openvino is the exported-graph encoder of that runtime."""
+        from vecpipe.core.errors import UsageError
+
+        if self.backend not in BACKENDS:
+            raise UsageError(f"--backend {self.backend}: one of {', '.join(BACKENDS)}")
+        if self.quantize is not None and self.quantize not in QUANTIZE:
+            raise UsageError(f"--quantize {self.quantize}: one of {', '.join(QUANTIZE)}")
+        if self.quantize and self.backend == "torch":
+            raise UsageError("--quantize int8 needs --backend onnx or openvino (torch runs the model as it is)")
+        if self.quantize and self.backend == "openvino":
+            # measured: OpenVINO runs onnxruntime's dynamic int8 graph slower than its own fp32 (README, CPU backends)
+            raise UsageError("--quantize int8 runs on --backend onnx (OpenVINO runs that int8 graph slower than fp32)")
+        if self.backend == "torch":
+            return kind
+        if kind != "transformer":
+            raise UsageError(f"--backend {self.backend}: only for transformer models ({self.name} is a {kind} model)")
+        return self.backend
 
 
 class Encoder(abc.ABC):
@@ -128,6 +155,12 @@ class Encoder(abc.ABC):
     def encode(self, texts: list[str], **kwargs) -> np.ndarray:
         """The vectors alone (counters dropped): for callers that do not report them."""
         return self.encode_batch(texts, **kwargs).vectors
+
+    @property
+    def identity(self) -> str:
+        """What must match for --resume to continue an output this model began:
+        its name, plus the runtime when that changes the vectors' bytes."""
+        return self.name
 
     def default_budget(self):
         """The batching budget (core/models/batching.Budget) on this model's
