@@ -47,7 +47,9 @@ from vecpipe.cli.options import model_option, on_error_option, unicode_errors_op
 def finetune(train, model, output, loss, temperature, mini_batch_size, query_prompt, bitfit, pooling, max_length, epochs,
              lr, batch_size, warmup, seed, fp16, bf16, grad_accum, dev, save_steps, logging_steps, resume, device, trust_remote_code,
              on_error, unicode_errors):
-    """Fine-tune a sentence-transformers model on TRAIN (a file, or - for stdin).
+    """Fine-tune a sentence-embedding model on pairs, triplets or scored pairs.
+
+    TRAIN is a file, or - for stdin.
 
     The records say what to learn, by their fields (JSONL) or columns (TSV):
 

@@ -31,7 +31,9 @@ from vecpipe.cli.options import model_options, model_spec, on_error_option, outp
 @unicode_errors_option
 def mine(queries, corpus, output, rank_range, negatives, sample, seed, margin, relative_margin, query_prompt,
          corpus_prompt, id_field, text_field, on_error, unicode_errors, **model_opts):
-    """Mine hard negatives for QUERIES from a corpus (a file, - for stdin).
+    """Mine hard negatives for training from a rank window of a model's search.
+
+    QUERIES is a file (- for stdin) or a retrieval folder.
 
     QUERIES is JSONL, a query (text, query, anchor) and its positive (text_pos,
     positive, pos: a string or a list; positive ids in pos_id), with --corpus;

@@ -136,6 +136,7 @@ def test_cosent_on_sts_raises_spearman_and_the_folder_works_everywhere(minilm, t
     out = tmp_path / "sts-model"
     finetune("-m", minilm, train, "-o", out, "--max-length", "64", "--dev", test, "--lr", "5e-5", "--seed", "7")
     before, after = eval_sts(minilm, test), eval_sts(out, test)
+    print(f"STS-B small: spearman {before:.4f} -> {after:.4f}")
     assert after - before > STS_SMALL_GAIN, (before, after)
     meta = meta_of(out)
     assert meta["loss"] == "cosent" and meta["data"]["kind"] == "scored" and meta["data"]["examples"] == 320
@@ -169,6 +170,7 @@ def test_cosent_full_sts_train_epoch(minilm, tmp_path):
     out = tmp_path / "sts-full"
     finetune("-m", minilm, STS / "STS-B.train.data", "-o", out)
     before, after = eval_sts(minilm, test), eval_sts(out, test)
+    print(f"STS-B full: spearman {before:.4f} -> {after:.4f}")
     assert after - before > 0.15, (before, after)  # set from a measured run (see the report)
 
 
@@ -212,6 +214,8 @@ def test_in_batch_negatives_on_lcqmc_pairs_lower_the_loss_and_improve_retrieval(
     assert len(losses) >= 5 and np.mean(losses[-2:]) < 0.8 * losses[0], losses
     before = eval_retrieval(minilm, held, "--query-prompt", prompt)
     after = eval_retrieval(out, held)  # the saved query prompt is the model's own: `--query` finds it
+    print(f"LCQMC held-apart: mrr@10 {before['mrr@10']:.4f} -> {after['mrr@10']:.4f}, recall@10 "
+          f"{before['recall@10']:.4f} -> {after['recall@10']:.4f}; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     assert after["mrr@10"] - before["mrr@10"] > MRR_GAIN, (before["mrr@10"], after["mrr@10"])
     cfg = json.loads((out / "config_sentence_transformers.json").read_text())
     assert cfg["prompts"]["query"] == prompt
