@@ -33,9 +33,7 @@ def mine(queries, corpus, output, rank_range, negatives, sample, seed, margin, r
          corpus_prompt, id_field, text_field, on_error, unicode_errors, **model_opts):
     """Mine hard negatives for training from a rank window of a model's search.
 
-    QUERIES is a file (- for stdin) or a retrieval folder.
-
-    QUERIES is JSONL, a query (text, query, anchor) and its positive (text_pos,
+    QUERIES (a file, - for stdin) is JSONL, a query (text, query, anchor) and its positive (text_pos,
     positive, pos: a string or a list; positive ids in pos_id), with --corpus;
     or an `eval retrieval` folder (queries, corpus, qrels: the judged
     documents are the positives). The model encodes both (vecpipe's encode)
