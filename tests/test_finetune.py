@@ -126,8 +126,8 @@ def test_refusals(minilm, tmp_path, monkeypatch):
 # ---------------------------------------------------------------- training, measured
 
 
-# set from a measured run (see the report); the bar leaves room for thread-count noise
-STS_SMALL_GAIN = 0.10
+# measured 0.3048 -> 0.4169 (+0.112) on this slice; the bar is about half of that gain
+STS_SMALL_GAIN = 0.06
 
 
 def test_cosent_on_sts_raises_spearman_and_the_folder_works_everywhere(minilm, tmp_path):
@@ -211,11 +211,13 @@ def test_in_batch_negatives_on_lcqmc_pairs_lower_the_loss_and_improve_retrieval(
     meta = meta_of(out)
     assert meta["loss"] == "mnrl" and meta["data"]["kind"] == "pairs" and meta["query_prompt"] == prompt
     losses = [x["loss"] for x in meta["training"]["losses"]]
-    assert len(losses) >= 5 and np.mean(losses[-2:]) < 0.8 * losses[0], losses
+    half = len(losses) // 2  # per-batch losses are noisy: compare the means of the halves
+    assert len(losses) >= 6 and np.mean(losses[half:]) < 0.85 * np.mean(losses[:half]), losses
     before = eval_retrieval(minilm, held, "--query-prompt", prompt)
     after = eval_retrieval(out, held)  # the saved query prompt is the model's own: `--query` finds it
     print(f"LCQMC held-apart: mrr@10 {before['mrr@10']:.4f} -> {after['mrr@10']:.4f}, recall@10 "
-          f"{before['recall@10']:.4f} -> {after['recall@10']:.4f}; loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+          f"{before['recall@10']:.4f} -> {after['recall@10']:.4f}; loss halves {np.mean(losses[:half]):.4f} -> "
+          f"{np.mean(losses[half:]):.4f}")
     assert after["mrr@10"] - before["mrr@10"] > MRR_GAIN, (before["mrr@10"], after["mrr@10"])
     cfg = json.loads((out / "config_sentence_transformers.json").read_text())
     assert cfg["prompts"]["query"] == prompt

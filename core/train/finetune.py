@@ -140,7 +140,7 @@ def dev_evaluate(encoder, dev, query_prompt: str | None) -> dict:
 def _dev_evaluator(encoder, dev, query_prompt, figures: list):
     """A sentence-transformers evaluator (the trainer calls it at each epoch
     end) that runs vecpipe's eval and keeps each figure in `figures`."""
-    from sentence_transformers.evaluation import SentenceEvaluator
+    SentenceEvaluator = _st("evaluation").SentenceEvaluator
 
     class VecpipeDevEvaluator(SentenceEvaluator):
         def __init__(self):
