@@ -198,10 +198,11 @@ def eval_retrieval(model, folder, *extra):
     return json.loads(r.stdout)["metrics"]
 
 
-# set from a measured run (see the report)
-MRR_GAIN = 0.03
+# measured MRR@10 0.5534 -> 0.6052 (+0.052), recall@10 0.7267 -> 0.7467, loss halves 0.9448 -> 0.6327; bar about half
+MRR_GAIN = 0.025
 
 
+@pytest.mark.slow  # three evals of a 750-document retrieval set and 12 training steps
 def test_in_batch_negatives_on_lcqmc_pairs_lower_the_loss_and_improve_retrieval(minilm, tmp_path):
     train, held = lcqmc_sets(tmp_path)
     out = tmp_path / "lcqmc-model"
@@ -299,9 +300,10 @@ def test_sigint_leaves_no_model_and_resume_finishes(minilm, tmp_path):
     cmd = [sys.executable, "-m", "vecpipe", "-q", "finetune", "-m", str(minilm), str(train), "-o", str(out),
            "--batch-size", "8", "--save-steps", "1", "--max-length", "24"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (work / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists():
-        time.sleep(0.2)
+    deadline = time.time() + 600  # a loaded machine is slow to import torch and load the model
+    while time.time() < deadline and not list(work.glob("checkpoints/checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
