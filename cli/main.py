@@ -29,7 +29,9 @@ COMMANDS = {
     "encode": ("vecpipe.cli.encode:encode", "Encode texts into vectors."),
     "eval": ("vecpipe.cli.eval:eval_group",
              "Score models on the benchmarks of the field: analogy, similarity, STS, retrieval, classification."),
+    "finetune": ("vecpipe.cli.finetune:finetune", "Fine-tune a sentence-embedding model on pairs, triplets or scored pairs."),
     "knn": ("vecpipe.cli.knn:knn", "Find nearest neighbours."),
+    "mine": ("vecpipe.cli.mine:mine", "Mine hard negatives for training from a rank window of a model's search."),
     "sim": ("vecpipe.cli.sim:sim", "Score the similarity of pairs."),
 }
 
