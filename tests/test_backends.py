@@ -236,3 +236,28 @@ def test_exported_model_is_reused_by_a_fresh_process(home, tmp_path, minilm):
     cmd = [sys.executable, "-m", "vecpipe", "-v", "encode", "-m", str(minilm), "--backend", "onnx", "-o", str(tmp_path / "a.npy")]
     err = subprocess.run(cmd, input=b"x\n", capture_output=True, check=True).stderr.decode()
     assert "exporting" not in err
+
+
+def test_export_traces_eager_attention_and_gives_the_model_its_own_back(tmp_path, minilm, monkeypatch):
+    """onnxruntime runs the eager attention graph faster than the traced SDPA one
+    (core/models/export.py); the torch model keeps its own implementation."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from vecpipe.core.models import export
+
+    st = SentenceTransformer(str(minilm), device="cpu")
+    config = st[0].auto_model.config
+    own = config._attn_implementation
+    assert own != "eager"  # else this test shows nothing
+    seen = []
+
+    def fake_export(graph, *args, **kwargs):
+        seen.append(graph.st[0].auto_model.config._attn_implementation)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(torch.onnx, "export", fake_export)
+    with pytest.raises(RuntimeError, match="stop here"):
+        export._export_torch(st, tmp_path / "model.onnx", export.input_names(st))
+    assert seen == ["eager"]
+    assert config._attn_implementation == own
