@@ -1,5 +1,6 @@
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from vecpipe.core.models.base import Encoded, Encoder, register
+
+# A shell that starts a job in the background (`make test &`) starts it with
+# SIGINT ignored, and every child inherits that: the Ctrl-C tests would then
+# time out. Such a shell's children run here get the default back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 REPO = Path(__file__).resolve().parent.parent
