@@ -21,7 +21,7 @@ import orjson
 
 from vecpipe.core.errors import DataError, NoInputError
 from vecpipe.core.io.npy import load_npy
-from vecpipe.core.search.topk import _merge_topk, topk
+from vecpipe.core.search.topk import _merge_topk, finish_topk, topk
 
 log = logging.getLogger("vecpipe")
 
@@ -147,13 +147,7 @@ def sharded_topk(queries, vectors: ShardedVectors, k: int, *, metric: str = "cos
     for shard, (s, i) in zip(vectors.shards, results):
         i = np.where(i >= 0, i + shard.offset, -1)
         best_s, best_i = _merge_topk(best_s, best_i, s, i, k)
-    order = np.lexsort((best_i, -best_s), axis=1)
-    best_s = np.take_along_axis(best_s, order, axis=1)
-    best_i = np.take_along_axis(best_i, order, axis=1)
-    best_i = np.where(np.isneginf(best_s), -1, best_i)
-    if min_score is not None:
-        best_i = np.where(best_s < min_score, -1, best_i)
-        best_s = np.where(best_s < min_score, -np.inf, best_s)
+    best_s, best_i = finish_topk(best_s, best_i, min_score)
     width = min(k, best_s.shape[1])
     out_s = np.full((len(q), k), -np.inf, dtype=np.float32)
     out_i = np.full((len(q), k), -1, dtype=np.int64)

@@ -44,6 +44,20 @@ def _merge_topk(best_s, best_i, s, i, k):
 _GROUP = 32  # columns per group for the candidate filter of _block_topk
 
 
+def finish_topk(best_s, best_i, min_score=None):
+    """Merged candidates -> the answer: ties by lower row, rows never ranked
+    (-inf) and scores under min_score as -1 / -inf. One rule for the
+    single-matrix and the sharded search, so their answers are the same."""
+    order = np.lexsort((best_i, -best_s), axis=1)
+    best_s = np.take_along_axis(best_s, order, axis=1)
+    best_i = np.take_along_axis(best_i, order, axis=1)
+    best_i = np.where(np.isneginf(best_s), -1, best_i)
+    if min_score is not None:
+        best_i = np.where(best_s < min_score, -1, best_i)
+        best_s = np.where(best_s < min_score, -np.inf, best_s)
+    return best_s, best_i
+
+
 def _unrank_nonfinite(s: np.ndarray, rows=None) -> None:
     """NaN and +inf scores (from NaN/Inf in a vector, or overflow) become -inf
     in place, so they are never ranked ahead of real scores."""
@@ -206,13 +220,7 @@ def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=
                             s[r, row - start] = -np.inf
             s_sel, i_sel = _block_topk(s, start, min(k, s.shape[1]))
             best_s, best_i = _merge_topk(best_s, best_i, s_sel, i_sel, k)
-        order = np.lexsort((best_i, -best_s), axis=1)
-        best_s = np.take_along_axis(best_s, order, axis=1)
-        best_i = np.take_along_axis(best_i, order, axis=1)
-        best_i = np.where(np.isneginf(best_s), -1, best_i)
-        if min_score is not None:
-            best_i = np.where(best_s < min_score, -1, best_i)
-            best_s = np.where(best_s < min_score, -np.inf, best_s)
+        best_s, best_i = finish_topk(best_s, best_i, min_score)
         out_s[qs : qs + len(qb), : best_s.shape[1]] = best_s
         out_i[qs : qs + len(qb), : best_i.shape[1]] = best_i
     return out_s, out_i
