@@ -52,6 +52,17 @@ class EncodeOptions:
     max_batch: int | None = None
 
 
+def run_budget(encoder, opts: EncodeOptions):
+    """The encoder's batching budget for its device, with --max-tokens and
+    --batch-size applied: one per run (or per Ray worker), since a CUDA OOM
+    halves it for the rest of that run."""
+    budget = encoder.default_budget()
+    if budget is not None:
+        budget.max_tokens = opts.max_tokens or budget.max_tokens
+        budget.max_batch = opts.max_batch or budget.max_batch
+    return budget
+
+
 @dataclass
 class EncodeStats:
     records: int = 0
@@ -185,10 +196,7 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
         raise UsageError("--resume needs -o FILE (a stream on stdout or a device cannot be resumed)")
     stats = EncodeStats()
     name = display_name(src)
-    budget = encoder.default_budget()
-    if budget is not None:
-        budget.max_tokens = opts.max_tokens or budget.max_tokens
-        budget.max_batch = opts.max_batch or budget.max_batch
+    budget = run_budget(encoder, opts)
     ranges = None
     if opts.precision == "int8" and opts.calibration:
         ranges = load_calibration(opts.calibration, encoder, opts)

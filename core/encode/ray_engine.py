@@ -51,10 +51,9 @@ class ShardWorker:
         self.encoder = spec.load()
         self.opts, self.out_dir, self.to = opts, out_dir, to
         self.ranges = None if ranges is None else np.asarray(ranges, dtype=np.float32)
-        self.budget = self.encoder.default_budget()  # the OOM backoff lives here, per worker
-        if self.budget is not None:
-            self.budget.max_tokens = opts.max_tokens or self.budget.max_tokens
-            self.budget.max_batch = opts.max_batch or self.budget.max_batch
+        from vecpipe.core.encode.pipeline import run_budget
+
+        self.budget = run_budget(self.encoder, opts)  # the OOM backoff lives here, per worker
 
     def __call__(self, batch: dict) -> dict:
         from vecpipe.core.encode.shards import encode_shard

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vecpipe import __version__
 from vecpipe.core.encode.manifest import SHARDS_FORMAT, VERSION, Manifest, library_versions, read_manifest, shards_replaceable
-from vecpipe.core.encode.pipeline import PRECISIONS, EncodeOptions, encode_texts, int8_ranges, load_calibration
+from vecpipe.core.encode.pipeline import PRECISIONS, EncodeOptions, encode_texts, int8_ranges, load_calibration, run_budget
 from vecpipe.core.encode.shards import (
     OUTPUT_KINDS, commit, discard, encode_shard, list_shards, pyarrow, read_shard, remove_stale_tmp,
 )
@@ -136,10 +136,7 @@ def _local_encode(todo, out, encoder, opts, ranges, to):
     """The local engine: this process, shard after shard."""
     import numpy as np
 
-    budget = encoder.default_budget()
-    if budget is not None:
-        budget.max_tokens = opts.max_tokens or budget.max_tokens
-        budget.max_batch = opts.max_batch or budget.max_batch
+    budget = run_budget(encoder, opts)
     ranges = None if ranges is None else np.asarray(ranges, dtype=np.float32)
     for shard in todo:
         entry = encode_shard(shard, out, encoder, opts, ranges, budget, to)
