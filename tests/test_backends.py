@@ -109,6 +109,35 @@ def test_int8_stays_within_the_cosine_bound(home, minilm, st_model, lcqmc):
     assert enc.path.stat().st_size < load(minilm, backend="onnx").path.stat().st_size / 3
 
 
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_lanes_give_the_bytes_of_one_lane(home, minilm, lcqmc, backend):
+    """Batches run one per core at once; int8's activation ranges are per
+    batch, so this holds only because the plan does not depend on the lanes."""
+    texts = lcqmc[:300]
+    enc = load(minilm, backend=backend, quantize="int8" if backend == "onnx" else None)
+    assert enc.lanes >= 1
+    enc.lanes = 3
+    many = enc.encode(texts)
+    enc.lanes = 1
+    np.testing.assert_array_equal(many, enc.encode(texts))
+
+
+def test_cpu_threads_follows_affinity_and_omp_num_threads(monkeypatch):
+    import os
+
+    from vecpipe.core.models.exported import cpu_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert cpu_threads() == cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cores + 5))
+    assert cpu_threads() == cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+    assert cpu_threads() == cores
+
+
 def test_a_second_load_reuses_the_cached_export(home, minilm, monkeypatch):
     from vecpipe.core.models import export
 

@@ -124,6 +124,50 @@ def test_out_of_memory_backoff(minilm_encoder, monkeypatch):
     assert max(calls) > 2 and calls[-1] <= 2
 
 
+def test_lanes_run_the_same_batches_at_once_and_an_oom_redoes_only_the_rest():
+    import threading
+    import time
+
+    lengths = np.array([5, 9, 3, 7, 7, 1, 8, 2, 6, 4] * 6)
+    indices = np.arange(len(lengths))
+    seen, active, peak, lock = [], [0], [0], threading.Lock()
+
+    def fn(batch):
+        with lock:
+            seen.append(tuple(batch.tolist()))
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.01)  # long enough for the lanes to overlap
+        with lock:
+            active[0] -= 1
+        return lengths[batch][:, None] * 10.0
+
+    one = run_batches(indices, lengths, Budget(max_tokens=40, max_batch=8), fn)
+    plan = sorted(seen)
+    seen.clear()
+    three = run_batches(indices, lengths, Budget(max_tokens=40, max_batch=8), fn, lanes=3)
+    assert sorted(seen) == plan  # the very same batches, whatever the lanes
+    assert peak[0] == 3
+    assert [b.tolist() for b, _ in three] == [b.tolist() for b, _ in one]  # and in plan order
+    for b, x in three:
+        np.testing.assert_array_equal(x[:, 0], lengths[b] * 10.0)
+
+    # an out-of-memory error in one lane: the finished batches are kept, the rest re-planned smaller
+    done = []
+
+    def flaky(batch):
+        if len(batch) > 2:
+            raise RuntimeError("out of memory")
+        done.extend(batch.tolist())
+        return lengths[batch][:, None] * 1.0
+
+    budget = Budget(max_tokens=40, max_batch=8)
+    out = run_batches(indices, lengths, budget, flaky, lanes=2)
+    assert sorted(i for b, _ in out for i in b.tolist()) == list(range(len(lengths)))
+    assert sorted(done) == list(range(len(lengths)))  # each text encoded exactly once
+    assert budget.max_batch <= 2
+
+
 def test_oom_on_a_single_text_is_a_clear_error():
     from vecpipe.core.errors import UnavailableError
 

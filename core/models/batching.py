@@ -112,33 +112,78 @@ class Budget:
             return True
 
 
-def run_batches(indices: np.ndarray, lengths: np.ndarray, budget: Budget, fn, empty_cache=None, prepare=None) -> list:
+def run_batches(indices: np.ndarray, lengths: np.ndarray, budget: Budget, fn, empty_cache=None, prepare=None,
+                lanes: int = 1) -> list:
     """Run fn(batch_indices) -> array for every batch of `indices`, re-planning
     the rest with a smaller budget after an out-of-memory error.
     With `prepare`, prepare(batch_indices) runs on a worker thread up to
     `ahead` batches in front (tokenizing while the device runs the current
     batch) and fn is called as fn(batch_indices, prepared).
+    With lanes > 1 (and no `prepare`), up to `lanes` batches run at once on
+    threads, for runtimes that release the GIL (a CPU runtime running each
+    batch on one core). The plan is the same whatever `lanes` is, so every
+    batch, and so every vector, is the same too.
     Returns a list of (batch_indices, array)."""
     results = []
     pending = [indices]
     while pending:
         group = pending.pop()
         batches = [group[b] for b in plan_batches(lengths[group], budget.max_tokens, budget.max_batch)]
-        with _Prefetch(prepare, batches) as prepared:
-            for i, batch in enumerate(batches):
-                try:
-                    results.append((batch, fn(batch) if prepare is None else fn(batch, prepared.get(i))))
-                except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-                    if not is_out_of_memory(exc):
-                        raise
-                    if empty_cache:
-                        empty_cache()
-                    if not budget.shrink(int(lengths[batch].max()) * len(batch), len(batch)):
-                        raise UnavailableError("out of memory even for one text; lower --max-length or use another device") from exc
-                    done = {int(i) for b, _ in results for i in b}
-                    pending.append(np.array([i for i in group if int(i) not in done], dtype=np.int64))
-                    break
+        try:
+            if prepare is None and lanes > 1 and len(batches) > 1:
+                _run_lanes(batches, fn, lanes, results)
+            else:
+                with _Prefetch(prepare, batches) as prepared:
+                    for i, batch in enumerate(batches):
+                        if prepare is None:
+                            results.append((batch, _checked(fn, batch)))
+                        else:
+                            results.append((batch, _checked(lambda b, i=i: fn(b, prepared.get(i)), batch)))
+        except _OutOfMemory as oom:
+            if empty_cache:
+                empty_cache()
+            if not budget.shrink(int(lengths[oom.batch].max()) * len(oom.batch), len(oom.batch)):
+                raise UnavailableError("out of memory even for one text; lower --max-length or use another device") from oom.__cause__
+            done = {int(i) for b, _ in results for i in b}
+            pending.append(np.array([i for i in group if int(i) not in done], dtype=np.int64))
     return results
+
+
+class _OutOfMemory(Exception):
+    """A batch ran out of memory (the cause is chained)."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+
+def _checked(fn, batch, *args):
+    try:
+        return fn(batch, *args)
+    except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+        if is_out_of_memory(exc):
+            raise _OutOfMemory(batch) from exc
+        raise
+
+
+def _run_lanes(batches, fn, lanes: int, results: list) -> None:
+    """The batches on `lanes` threads; finished batches go into `results` even
+    when one fails, so that a re-plan after an OOM redoes only the rest."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(lanes, len(batches)), thread_name_prefix="vecpipe-lane") as pool:
+        futures = [(batch, pool.submit(_checked, fn, batch)) for batch in batches]
+        try:
+            for batch, future in futures:
+                results.append((batch, future.result()))
+        except BaseException:
+            for _, future in futures:
+                future.cancel()
+            pool.shutdown(wait=True)
+            done = {id(b) for b, _ in results}
+            results.extend((batch, f.result()) for batch, f in futures
+                           if id(batch) not in done and f.done() and not f.cancelled() and f.exception() is None)
+            raise
 
 
 class _Prefetch:

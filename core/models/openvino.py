@@ -1,11 +1,14 @@
 """--backend openvino: the model's exported ONNX graph (the same cached file
 as --backend onnx, int8 included) compiled by OpenVINO for the CPU, in fp32
 (OpenVINO would otherwise pick bf16 on CPUs that have it, and the vectors
-would no longer be the model's)."""
+would no longer be the model's). One stream per lane, one thread each, and
+an infer request per lane thread (a request serves one thread at a time)."""
 from __future__ import annotations
 
+import threading
+
 from vecpipe.core.models.base import register
-from vecpipe.core.models.exported import ExportedEncoder, cpu_threads
+from vecpipe.core.models.exported import ExportedEncoder
 
 
 @register("openvino")
@@ -17,11 +20,12 @@ class OpenVinoEncoder(ExportedEncoder):
         import openvino as ov
 
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_NUM_THREADS": cpu_threads()}
-        compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-        self.request = compiled.create_infer_request()
-        return compiled
+        config = {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": self.lanes, "INFERENCE_NUM_THREADS": self.lanes}
+        self._requests = threading.local()
+        return core.compile_model(core.read_model(str(path)), "CPU", config)
 
     def _run(self, feeds):
-        return self.request.infer(feeds)[0]
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.session.create_infer_request()
+        return request.infer(feeds)[0]

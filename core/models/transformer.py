@@ -175,6 +175,9 @@ class TransformerEncoder(Encoder):
     # device until the whole call is done: no per-batch synchronisation.
     # None: on CUDA only; False: batch by batch (sentence-transformers' way).
     pipeline: bool | None = None
+    # Batches run at once on threads (run_batches); CPU runtimes that run each
+    # batch on one core set it to the cores (core/models/exported.py).
+    lanes = 1
 
     def _features(self, model, texts, prompt):
         """One batch tokenized (on the prepare thread), pinned for a CUDA copy."""
@@ -229,7 +232,7 @@ class TransformerEncoder(Encoder):
             if not (self.pipeline or (self.pipeline is None and cuda)):
                 def fn(batch):
                     return self._forward(model, [texts[i] for i in batch], prompt, normalize, truncate_dim)
-                return run_batches(part, lengths, budget, fn, empty_cache=empty)
+                return run_batches(part, lengths, budget, fn, empty_cache=empty, lanes=self.lanes)
 
             def prepare(batch):
                 return self._features(model, [texts[i] for i in batch], prompt)
