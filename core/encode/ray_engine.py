@@ -133,6 +133,8 @@ def ray_encode(todo: list[str], out_dir: Path, spec, opts, ranges, to: str, ray_
         ctx.enable_progress_bars = False
         ctx.verbose_progress = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # its notice that the bars we turned off are off (the warnings that matter come from elsewhere)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
         ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo))
         ds = ds.map_batches(
             ShardWorker,
