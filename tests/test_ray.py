@@ -93,6 +93,45 @@ def _lines(p):
     return (gzip.decompress(data) if p.name.endswith(".gz") else data).decode().splitlines()
 
 
+def test_ray_equals_local_with_the_onnx_int8_backend(tmp_path, invoke, cluster, minilm, monkeypatch):
+    """A single-core worker (Ray sets OMP_NUM_THREADS=1: one lane) gives the
+    bytes of the local run (two lanes): int8's ranges are per batch, and the
+    batches do not depend on the lanes. The worker finds the driver's export
+    through the $VECPIPE_HOME it is handed."""
+    pytest.importorskip("onnxruntime")
+    home = tmp_path / "home"
+    monkeypatch.setenv("VECPIPE_HOME", str(home))
+    write_shards(tmp_path / "in", n_shards=2, per_shard=40)
+    args = ["encode", "-m", minilm, tmp_path / "in", "--to", "npy", "--window", "25", "--backend", "onnx", "--quantize", "int8"]
+    local = invoke(*args, "-o", tmp_path / "local")
+    assert local.exit_code == 0, local.stderr
+    exports = sorted(p.stat().st_mtime_ns for p in (home / "exported").glob("*/model.onnx"))
+    assert len(exports) == 2  # fp32, and int8 made from it
+    r = invoke(*args, "-o", tmp_path / "ray", "--engine", "ray", "--workers", "1", "--cpus-per-worker", "1")
+    assert r.exit_code == 0, r.stderr
+    (lo, _), (ro, rm) = outputs(tmp_path / "local"), outputs(tmp_path / "ray")
+    assert len(lo) == 4 and lo == ro  # two shards, each vectors and ids
+    assert '"backend": "onnx"' in json.dumps(rm)  # the manifest names the backend
+    assert sorted(p.stat().st_mtime_ns for p in (home / "exported").glob("*/model.onnx")) == exports  # reused, not redone
+
+
+def test_a_worker_takes_the_drivers_cache(monkeypatch, tmp_path):
+    from vecpipe.core.encode.ray_engine import ShardWorker
+
+    class Spec:
+        def load(self):
+            import os
+
+            self.seen = os.environ.get("VECPIPE_HOME")
+            raise RuntimeError("stop here")
+
+    monkeypatch.setenv("VECPIPE_HOME", "/somewhere/else")
+    spec = Spec()
+    with pytest.raises(RuntimeError, match="stop here"):
+        ShardWorker(spec, None, None, str(tmp_path), "npy", cache=str(tmp_path / "home"))
+    assert spec.seen == str(tmp_path / "home")
+
+
 def test_ray_equals_local_value_for_value_minilm(tmp_path, invoke, cluster, minilm):
     write_shards(tmp_path / "in", n_shards=3, per_shard=12, parquet_last=True)
     args = ["encode", "-m", minilm, tmp_path / "in", "--to", "npy", "--window", "5", "--device", "cpu"]

@@ -16,6 +16,7 @@ system), as the inputs must."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -47,7 +48,11 @@ class RemoteError(VecpipeError):
 class ShardWorker:
     """The map_batches callable: one model per actor, one shard per call."""
 
-    def __init__(self, spec, opts, ranges, out_dir: str, to: str):
+    def __init__(self, spec, opts, ranges, out_dir: str, to: str, cache: str | None = None):
+        if cache:  # the driver's $VECPIPE_HOME: exports (--backend onnx) made once, found by every worker
+            import os
+
+            os.environ["VECPIPE_HOME"] = cache
         self.encoder = spec.load()
         self.opts, self.out_dir, self.to = opts, out_dir, to
         self.ranges = None if ranges is None else np.asarray(ranges, dtype=np.float32)
@@ -138,7 +143,8 @@ def ray_encode(todo: list[str], out_dir: Path, spec, opts, ranges, to: str, ray_
         ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo))
         ds = ds.map_batches(
             ShardWorker,
-            fn_constructor_kwargs={"spec": spec, "opts": opts, "ranges": ranges, "out_dir": str(out_dir), "to": to},
+            fn_constructor_kwargs={"spec": spec, "opts": opts, "ranges": ranges, "out_dir": str(out_dir), "to": to,
+                                   "cache": os.environ.get("VECPIPE_HOME")},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(ray_options.workers, len(todo))),
             num_cpus=ray_options.cpus_per_worker,
