@@ -15,7 +15,7 @@ import orjson
 
 from vecpipe.core.errors import DataError, NoInputError
 from vecpipe.core.io.inputs import UTF8_BOM
-from vecpipe.core.io.npy import NPY_MAGIC
+from vecpipe.core.io.npy import load_npy as read_npy
 from vecpipe.core.io.outputs import atomic_path
 from vecpipe.core.io.records import OnError
 from vecpipe.core.vectors.wordvectors import ReadStats, WordVectors, check_finite, check_vocab_words, finite_rows
@@ -97,20 +97,12 @@ def _read_vocab(path: Path, unicode_errors: str) -> list[str]:
 
 
 def load_npy(path: Path, *, mmap: bool, ndim: int) -> np.ndarray:
-    """An .npy array of real numbers with `ndim` dimensions, never unpickled;
-    anything else (truncated, objects, text, another shape) is bad input naming
+    """An .npy array of real numbers with `ndim` dimensions, never unpickled:
+    io.npy.load_npy's checked read (header, numeric dtype, no truncation),
+    then the kind and shape a vecdir needs; anything else is bad input naming
     the file. Integer arrays are read as float32 when vectors (ndim 2)."""
     try:
-        with open(path, "rb") as f:
-            if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
-                raise DataError("not an .npy array (it does not start with the npy magic bytes)", path)
-            f.seek(0)
-            version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-            if version in read_header:
-                shape, _, dtype = read_header[version](f)
-                _check_npy_kind(path, shape, dtype, ndim)
-        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        arr = read_npy(path, mmap=mmap)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"cannot read: {exc} (truncated or corrupt?)", path) from None
     _check_npy_kind(path, arr.shape, arr.dtype, ndim)
