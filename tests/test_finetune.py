@@ -249,7 +249,7 @@ def small_pairs(tmp_path, n=48):
 
 
 # 32 pairs, 4 steps an epoch, 2 epochs
-RESUME_ARGS = ("--batch-size", "8", "--epochs", "2", "--max-length", "24", "--lr", "1e-4", "--seed", "3")
+RESUME_ARGS = ("--batch-size", "8", "--epochs", "2", "--max-length", "24", "--lr", "1e-4", "--seed", "3", "--logging-steps", "2")
 
 
 class _StopAt:
@@ -276,21 +276,30 @@ def test_resumed_run_ends_where_an_uninterrupted_one_ends(minilm, tmp_path, monk
     from vecpipe.core.train import finetune as F
 
     train = small_pairs(tmp_path, n=32)
+    dev = write(tmp_path / "dev.tsv", lines(need(STS / "STS-B.test.data"), 0, 40))
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    finetune("-m", minilm, train, "-o", whole, *RESUME_ARGS, "--save-steps", "100")
+    finetune("-m", minilm, train, "-o", whole, *RESUME_ARGS, "--dev", dev, "--save-steps", "100")
     monkeypatch.setattr(F, "EXTRA_CALLBACKS", [_StopAt(stop_at)])
-    r = finetune("-m", minilm, train, "-o", resumed, *RESUME_ARGS, "--save-steps", str(stop_at), ok=False)
+    r = finetune("-m", minilm, train, "-o", resumed, *RESUME_ARGS, "--dev", dev, "--save-steps", str(stop_at), ok=False)
     assert r.exit_code == 130 and not resumed.exists()
     work = tmp_path / ".resumed.finetune-partial"
     assert (work / "checkpoints" / f"checkpoint-{stop_at}").is_dir()
     monkeypatch.setattr(F, "EXTRA_CALLBACKS", [])
-    r = finetune("-m", minilm, train, "-o", resumed, *RESUME_ARGS, "--save-steps", str(stop_at), "--seed", "4",
+    r = finetune("-m", minilm, train, "-o", resumed, *RESUME_ARGS, "--dev", dev, "--save-steps", str(stop_at), "--seed", "4",
                  "--resume", ok=False)
     assert r.exit_code == 64 and "other data, model or options" in r.stderr  # a changed option is not resumed
-    finetune("-m", minilm, train, "-o", resumed, *RESUME_ARGS, "--save-steps", str(stop_at), "--resume")
+    finetune("-m", minilm, train, "-o", resumed, *RESUME_ARGS, "--dev", dev, "--save-steps", str(stop_at), "--resume")
     assert meta_of(resumed)["training"]["resumed_from"] == f"checkpoint-{stop_at}" and not work.exists()
     a, b = weights(whole), weights(resumed)
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-6
+    # the record covers the whole run, the part before the interruption included
+    mw, mr = meta_of(whole), meta_of(resumed)
+    assert [f["steps"] for f in mr["dev"]["epochs"]] == [f["steps"] for f in mw["dev"]["epochs"]] == [4, 8]
+    for fw, fr in zip(mw["dev"]["epochs"], mr["dev"]["epochs"]):
+        assert fr["metrics"]["spearman"] == pytest.approx(fw["metrics"]["spearman"], abs=1e-5)
+    assert [e["step"] for e in mr["training"]["losses"]] == [e["step"] for e in mw["training"]["losses"]] == [2, 4, 6, 8]
+    assert [e["loss"] for e in mr["training"]["losses"]] == pytest.approx([e["loss"] for e in mw["training"]["losses"]], abs=1e-5)
+    assert mr["dev"]["before"] == mw["dev"]["before"]
 
 
 def test_sigint_leaves_no_model_and_resume_finishes(minilm, tmp_path):

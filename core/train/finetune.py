@@ -137,9 +137,10 @@ def dev_evaluate(encoder, dev, query_prompt: str | None) -> dict:
     return {"metrics": res["metrics"], "headline": res["headline"][0]}
 
 
-def _dev_evaluator(encoder, dev, query_prompt, figures: list):
+def _dev_evaluator(encoder, dev, query_prompt, figures: list, keep=None):
     """A sentence-transformers evaluator (the trainer calls it at each epoch
-    end) that runs vecpipe's eval and keeps each figure in `figures`."""
+    end) that runs vecpipe's eval and keeps each figure in `figures` (and
+    calls keep(figures), which saves them for a resumed run)."""
     SentenceEvaluator = _st("evaluation").SentenceEvaluator
 
     class VecpipeDevEvaluator(SentenceEvaluator):
@@ -150,6 +151,8 @@ def _dev_evaluator(encoder, dev, query_prompt, figures: list):
         def __call__(self, model, output_path=None, epoch=-1, steps=-1):
             res = dev_evaluate(encoder, dev, query_prompt)
             figures.append({"epoch": epoch, "steps": steps, **res})
+            if keep is not None:
+                keep(figures)
             self.primary_metric = res["headline"]
             return dict(res["metrics"])
 
@@ -376,12 +379,17 @@ def _run(spec, train, out, opts: FinetuneOptions, dev, work: Path, saved: dict |
     before = saved.get("before") if saved else None
     if dev is not None and before is None:
         before = dev_evaluate(encoder, dev, opts.query_prompt)
-    (work / STATE).write_bytes(orjson.dumps({"fingerprint": fingerprint, "before": before}))
 
-    figures: list = []
-    extra: dict = {}
-    trainer = _trainer(model, data, loss_name, opts, work, encoder, dev, figures, extra)
+    def keep(figures):  # the state a --resume starts from: dev figures of the epochs done so far included
+        (work / STATE).write_bytes(orjson.dumps({"fingerprint": fingerprint, "before": before, "epochs": figures}))
+
     checkpoint = last_checkpoint(work) if saved else None
+    done_steps = int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0
+    # an epoch's figures stay when its end is in the checkpoint resumed from; later ones are made again
+    figures: list = [f for f in (saved or {}).get("epochs", []) if f.get("steps", 0) <= done_steps]
+    keep(figures)
+    extra: dict = {}
+    trainer = _trainer(model, data, loss_name, opts, work, encoder, dev, figures, extra, keep)
     if saved and (work / "checkpoints").is_dir():
         _drop_incomplete(work, checkpoint)
     train_started = time.perf_counter()
@@ -396,7 +404,7 @@ def _run(spec, train, out, opts: FinetuneOptions, dev, work: Path, saved: dict |
         "query_prompt": opts.query_prompt, "trainable_parameters": int(trained),
         "dev": {"path": str(dev), "before": before, "epochs": figures, "after": after} if dev else None,
         "training": {"steps": int(output.global_step), "final_loss": float(output.training_loss),
-                     "losses": extra.get("losses", []), "resumed_from": Path(checkpoint).name if checkpoint else None,
+                     "losses": _losses(trainer, extra), "resumed_from": Path(checkpoint).name if checkpoint else None,
                      "seconds": round(train_seconds, 3),
                      "examples_per_second": output.metrics.get("train_samples_per_second")},
         "versions": _versions(), "seconds": round(time.perf_counter() - started, 3),
@@ -408,7 +416,16 @@ def _run(spec, train, out, opts: FinetuneOptions, dev, work: Path, saved: dict |
     return meta
 
 
-def _trainer(model, data: TrainingData, loss_name, opts, work, encoder, dev, figures, extra):
+def _losses(trainer, extra: dict) -> list:
+    """The logged losses of the whole run: the trainer's log history, which a
+    resumed run reads back from its checkpoint (the progress callback saw
+    only this process's steps)."""
+    history = getattr(getattr(trainer, "state", None), "log_history", None) or []
+    losses = [{"step": int(e["step"]), "loss": float(e["loss"])} for e in history if "loss" in e and "step" in e]
+    return losses or extra.get("losses", [])
+
+
+def _trainer(model, data: TrainingData, loss_name, opts, work, encoder, dev, figures, extra, keep=None):
     import datasets
     from sentence_transformers import SentenceTransformerTrainer
 
@@ -419,7 +436,7 @@ def _trainer(model, data: TrainingData, loss_name, opts, work, encoder, dev, fig
     dataset = datasets.Dataset.from_dict(data.columns)
     cpu = choose_devices(encoder.device)[0] == "cpu"
     args = training_arguments(opts, loss_name, data.kind, work / "checkpoints", cpu=cpu, has_dev=dev is not None)
-    evaluator = _dev_evaluator(encoder, dev, opts.query_prompt, figures) if dev is not None else None
+    evaluator = _dev_evaluator(encoder, dev, opts.query_prompt, figures, keep) if dev is not None else None
     callbacks = [_progress_callback(extra)] + [make() for make in EXTRA_CALLBACKS]
     class Trainer(SentenceTransformerTrainer):
         def add_model_card_callback(self, default_args_dict):
