@@ -302,7 +302,9 @@ def test_resumed_run_ends_where_an_uninterrupted_one_ends(minilm, tmp_path, monk
     assert mr["dev"]["before"] == mw["dev"]["before"]
 
 
-def test_sigint_leaves_no_model_and_resume_finishes(minilm, tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["sigint", "sigterm"])
+def test_a_signal_leaves_no_model_and_resume_finishes(minilm, tmp_path, sig, code):
+    """Ctrl-C, and the SIGTERM that cron, systemd and `timeout` send."""
     train = small_pairs(tmp_path, n=96)
     out = tmp_path / "model"
     work = tmp_path / ".model.finetune-partial"
@@ -313,9 +315,9 @@ def test_sigint_leaves_no_model_and_resume_finishes(minilm, tmp_path):
     while time.time() < deadline and not list(work.glob("checkpoints/checkpoint-*/trainer_state.json")):
         assert proc.poll() is None, proc.communicate()[1].decode()
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err.decode()
+    assert proc.returncode == code, err.decode()
     assert not out.exists() and not (tmp_path / ".model.lock").exists()
     assert list((work / "checkpoints").glob("checkpoint-*"))
     finetune("-m", minilm, train, "-o", out, "--batch-size", "8", "--save-steps", "1", "--max-length", "24", "--resume")
