@@ -50,8 +50,6 @@ class ShardWorker:
 
     def __init__(self, spec, opts, ranges, out_dir: str, to: str, cache: str | None = None):
         if cache:  # the driver's $VECPIPE_HOME: exports (--backend onnx) made once, found by every worker
-            import os
-
             os.environ["VECPIPE_HOME"] = cache
         self.encoder = spec.load()
         self.opts, self.out_dir, self.to = opts, out_dir, to

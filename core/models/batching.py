@@ -172,17 +172,18 @@ def _run_lanes(batches, fn, lanes: int, results: list) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(min(lanes, len(batches)), thread_name_prefix="vecpipe-lane") as pool:
-        futures = [(batch, pool.submit(_checked, fn, batch)) for batch in batches]
+        futures = [pool.submit(_checked, fn, batch) for batch in batches]
+        done = 0  # batches[:done] are in results; batches[done] is the one that failed
         try:
-            for batch, future in futures:
+            for batch, future in zip(batches, futures):
                 results.append((batch, future.result()))
+                done += 1
         except BaseException:
-            for _, future in futures:
+            for future in futures:
                 future.cancel()
             pool.shutdown(wait=True)
-            done = {id(b) for b, _ in results}
-            results.extend((batch, f.result()) for batch, f in futures
-                           if id(batch) not in done and f.done() and not f.cancelled() and f.exception() is None)
+            results.extend((batch, f.result()) for batch, f in zip(batches[done + 1:], futures[done + 1:])
+                           if not f.cancelled() and f.exception() is None)
             raise
 
 

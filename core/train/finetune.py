@@ -159,9 +159,9 @@ def _dev_evaluator(encoder, dev, query_prompt, figures: list, keep=None):
     return VecpipeDevEvaluator()
 
 
-def _progress_callback(extra: dict):
+def _progress_callback():
     """The trainer's steps as a vecpipe progress bar (stderr, a terminal only,
-    -q silences) with the running loss; the last losses are kept in `extra`."""
+    -q silences) with the running loss."""
     from transformers import TrainerCallback
 
     from vecpipe.core.io.progress import progress
@@ -178,7 +178,6 @@ def _progress_callback(extra: dict):
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
-                extra.setdefault("losses", []).append({"step": state.global_step, "loss": float(logs["loss"])})
                 if hasattr(self.bar, "set_postfix"):
                     self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
 
@@ -388,8 +387,7 @@ def _run(spec, train, out, opts: FinetuneOptions, dev, work: Path, saved: dict |
     # an epoch's figures stay when its end is in the checkpoint resumed from; later ones are made again
     figures: list = [f for f in (saved or {}).get("epochs", []) if f.get("steps", 0) <= done_steps]
     keep(figures)
-    extra: dict = {}
-    trainer = _trainer(model, data, loss_name, opts, work, encoder, dev, figures, extra, keep)
+    trainer = _trainer(model, data, loss_name, opts, work, encoder, dev, figures, keep)
     if saved and (work / "checkpoints").is_dir():
         _drop_incomplete(work, checkpoint)
     train_started = time.perf_counter()
@@ -404,7 +402,7 @@ def _run(spec, train, out, opts: FinetuneOptions, dev, work: Path, saved: dict |
         "query_prompt": opts.query_prompt, "trainable_parameters": int(trained),
         "dev": {"path": str(dev), "before": before, "epochs": figures, "after": after} if dev else None,
         "training": {"steps": int(output.global_step), "final_loss": float(output.training_loss),
-                     "losses": _losses(trainer, extra), "resumed_from": Path(checkpoint).name if checkpoint else None,
+                     "losses": _losses(trainer), "resumed_from": Path(checkpoint).name if checkpoint else None,
                      "seconds": round(train_seconds, 3),
                      "examples_per_second": output.metrics.get("train_samples_per_second")},
         "versions": _versions(), "seconds": round(time.perf_counter() - started, 3),
@@ -416,16 +414,13 @@ def _run(spec, train, out, opts: FinetuneOptions, dev, work: Path, saved: dict |
     return meta
 
 
-def _losses(trainer, extra: dict) -> list:
+def _losses(trainer) -> list:
     """The logged losses of the whole run: the trainer's log history, which a
-    resumed run reads back from its checkpoint (the progress callback saw
-    only this process's steps)."""
-    history = getattr(getattr(trainer, "state", None), "log_history", None) or []
-    losses = [{"step": int(e["step"]), "loss": float(e["loss"])} for e in history if "loss" in e and "step" in e]
-    return losses or extra.get("losses", [])
+    resumed run reads back from its checkpoint."""
+    return [{"step": int(e["step"]), "loss": float(e["loss"])} for e in trainer.state.log_history if "loss" in e and "step" in e]
 
 
-def _trainer(model, data: TrainingData, loss_name, opts, work, encoder, dev, figures, extra, keep=None):
+def _trainer(model, data: TrainingData, loss_name, opts, work, encoder, dev, figures, keep=None):
     import datasets
     from sentence_transformers import SentenceTransformerTrainer
 
@@ -437,7 +432,7 @@ def _trainer(model, data: TrainingData, loss_name, opts, work, encoder, dev, fig
     cpu = choose_devices(encoder.device)[0] == "cpu"
     args = training_arguments(opts, loss_name, data.kind, work / "checkpoints", cpu=cpu, has_dev=dev is not None)
     evaluator = _dev_evaluator(encoder, dev, opts.query_prompt, figures, keep) if dev is not None else None
-    callbacks = [_progress_callback(extra)] + [make() for make in EXTRA_CALLBACKS]
+    callbacks = [_progress_callback()] + [make() for make in EXTRA_CALLBACKS]
     class Trainer(SentenceTransformerTrainer):
         def add_model_card_callback(self, default_args_dict):
             pass  # vecpipe writes vecpipe_finetune.json, not a model card (and no "widget examples" bar)
