@@ -290,3 +290,131 @@ def test_export_traces_eager_attention_and_gives_the_model_its_own_back(tmp_path
         export._export_torch(st, tmp_path / "model.onnx", export.input_names(st))
     assert seen == ["eager"]
     assert config._attn_implementation == own
+
+
+# ---------------------------------------------------------------- warm start: a cached model without torch
+
+WARM_PROBE = """
+import sys, numpy as np
+from vecpipe.core.models.base import ModelSpec
+enc = ModelSpec(sys.argv[1], backend="onnx").load()
+np.save(sys.argv[2], enc.encode(sys.argv[3:], prompt="query: ", normalize=True))
+print(",".join(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules) or "none")
+"""
+
+
+def test_a_cached_model_starts_without_torch(home, tmp_path, minilm, st_model):
+    """Once a load has written the start entry, a fresh process loads and
+    encodes with onnxruntime and tokenizers alone, and its vectors are the model's."""
+    load(minilm, backend="onnx")
+    out = tmp_path / "v.npy"
+    r = subprocess.run([sys.executable, "-c", WARM_PROBE, str(minilm), str(out), *TEXTS], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "none"
+    ref = st_model.encode(TEXTS, prompt="query: ", normalize_embeddings=True)
+    np.testing.assert_allclose(np.load(out), ref, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("length", [None, 16])
+@pytest.mark.parametrize("prompt", [None, "为这个句子生成表示以用于检索相关文章："])
+def test_the_fast_tokenizer_gives_the_models_own_inputs(home, minilm, st_model, lcqmc, length, prompt):
+    from vecpipe.core.models import warm_start
+    from vecpipe.core.models.transformer import TransformerEncoder
+
+    enc = load(minilm, backend="onnx")
+    entry = warm_start.describe(st_model, enc.path, enc.input_names)
+    texts = TEXTS + lcqmc[:300] + ["ABC Def", "Ünïcödé", "a\u00a0b", "\u200b零宽", "x" * 3000]
+    default = st_model.max_seq_length
+    try:
+        st_model.max_seq_length = length or default
+        want = TransformerEncoder._preprocess(st_model, texts, prompt)
+        got = warm_start.FastTokenizer(entry, length or default)(texts, prompt)
+    finally:
+        st_model.max_seq_length = default
+    assert sorted(got) == sorted(enc.input_names) == ["attention_mask", "input_ids", "token_type_ids"]
+    for name in enc.input_names:
+        np.testing.assert_array_equal(got[name], want[name].numpy())
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_the_warm_start_gives_the_bytes_of_the_torch_tokenizer(home, minilm, monkeypatch, quantize):
+    """A model the fast tokenizer cannot stand in for keeps its own (torch)
+    preprocess and saves no entry; where it can, the vectors are the same bytes."""
+    from vecpipe.core.models import warm_start
+
+    texts = TEXTS + ["再来一句。" * 200]
+    warm = load(minilm, backend="onnx", quantize=quantize, max_length=32)
+    assert warm._torch is None
+    saved = []
+    monkeypatch.setattr(warm_start, "load_entry", lambda key: None)
+    monkeypatch.setattr(warm_start, "stands_in", lambda *a: False)
+    monkeypatch.setattr(warm_start, "save_entry", lambda *a: saved.append(a))
+    cold = load(minilm, backend="onnx", quantize=quantize, max_length=32)
+    assert cold._torch is not None and saved == []
+    for options in ({}, {"prompt": "query: ", "normalize": True, "truncate_dim": 64}):
+        np.testing.assert_array_equal(warm.encode(texts, **options), cold.encode(texts, **options))
+
+
+def test_stands_in_refuses_a_preprocess_that_does_more(home, minilm, st_model):
+    from vecpipe.core.models import warm_start
+    from vecpipe.core.models.transformer import TransformerEncoder
+
+    enc = load(minilm, backend="onnx")
+    entry = warm_start.describe(st_model, enc.path, enc.input_names)
+    assert warm_start.stands_in(st_model, entry, TransformerEncoder._preprocess)
+
+    def templated(model, texts, prompt):  # as a module whose template adds to every text
+        return TransformerEncoder._preprocess(model, [f"passage: {t}" for t in texts], prompt)
+
+    def full_width_folded(model, texts, prompt):  # as a normalizer the tokenizer does not have
+        import unicodedata
+
+        return TransformerEncoder._preprocess(model, [unicodedata.normalize("NFKC", t) for t in texts], prompt)
+
+    assert not warm_start.stands_in(st_model, entry, templated)
+    assert not warm_start.stands_in(st_model, entry, full_width_folded)
+    assert not warm_start.stands_in(st_model, {**entry, "tokenizer": None}, TransformerEncoder._preprocess)
+    assert st_model.max_seq_length == 256  # the probes' short length was undone
+
+
+def test_a_changed_or_damaged_start_is_made_again_with_torch(session_home, tmp_path, monkeypatch, minilm, st_model):
+    from vecpipe.core.models import export, transformer, warm_start
+
+    home = tmp_path / "home"
+    shutil.copytree(session_home, home)
+    monkeypatch.setenv("VECPIPE_HOME", str(home))
+    model = tmp_path / "model"
+    shutil.copytree(minilm, model)
+    monkeypatch.setattr(export, "_export_torch", lambda *a: pytest.fail("exported again: the export is cached by content"))
+    starts = []
+    real = transformer.TransformerEncoder.__init__
+    monkeypatch.setattr(transformer.TransformerEncoder, "__init__", lambda self, *a, **k: starts.append(1) or real(self, *a, **k))
+    load(model, backend="onnx")  # a new folder: loaded in torch once
+    ref = load(model, backend="onnx").encode(TEXTS)
+    assert starts == [1]
+    config = model / "config_sentence_transformers.json"
+    config.write_bytes(config.read_bytes())  # rewritten: the folder's stats change
+    load(model, backend="onnx")
+    assert starts == [1, 1]
+    entries = list((home / "exported" / "start").glob("*.json"))
+    for entry in entries:  # damaged entries: not trusted, made again
+        entry.write_text('{"format": 1, "export": "../nowhere"')
+    np.testing.assert_array_equal(load(model, backend="onnx").encode(TEXTS), ref)
+    assert starts == [1, 1, 1]
+    assert warm_start.load_entry(warm_start.start_key(model, quantize=None, pooling=None, trust_remote_code=False))
+    assert warm_start.start_key(tmp_path / "missing") is None
+
+
+def test_the_warm_start_keeps_the_models_limits(home, minilm):
+    load(minilm, backend="onnx")  # the entry exists: the checks below run on the warm start
+    r = invoke_vecpipe("encode", "-m", minilm, "--backend", "onnx", "--max-length", "100000", input=b"x\n")
+    torch = invoke_vecpipe("encode", "-m", minilm, "--max-length", "100000", input=b"x\n")
+    assert r.exit_code == torch.exit_code == 64 and "reads at most 256 tokens" in r.stderr, r.stderr
+    assert r.stderr == torch.stderr
+    enc = load(minilm, backend="onnx")
+    enc._includes_prompt = False  # as a Pooling module with include_prompt false
+    from vecpipe.core.errors import UsageError
+
+    with pytest.raises(UsageError, match="leaves the prompt out"):
+        enc.encode(["x"], prompt="query: ")
+    assert enc.encode(["x"]).shape == (1, 384)

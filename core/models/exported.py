@@ -1,13 +1,14 @@
-"""What the onnx and openvino backends share: a TransformerEncoder whose
-forward pass runs the cached exported graph (core/models/export.py) in
-another runtime.
+"""What the onnx and openvino backends share: an Encoder that runs a
+sentence-transformers model's cached exported graph (core/models/export.py)
+in another runtime, on the CPU.
 
-Everything else is the torch encoder's own, inherited, not copied: the
-sentence-transformers model is loaded as for --backend torch and tokenizes
-(its first module's preprocess, prompts included), and the char cut of long
-texts, the length estimates, the length-sorted token-budget batches and the
-order of the results are TransformerEncoder._encode's. Only `_forward` (one
-batch of texts -> float32 vectors) and the CPU budget differ."""
+Around the graph it does what the torch encoder does, with the same pieces:
+the char cut of long texts, the length estimates, the length-sorted
+token-budget batches (core/models/batching.py) and the order of the results;
+tokenizing is the model's own. A model seen before starts from the cache alone
+(core/models/warm_start.py: its fast tokenizer, no torch); the first run loads
+it in sentence-transformers to export it, and so does every run of a model
+whose preprocess the fast tokenizer cannot stand in for."""
 from __future__ import annotations
 
 import os
@@ -16,8 +17,8 @@ import threading
 import numpy as np
 
 from vecpipe.core.errors import UnavailableError, UsageError
-from vecpipe.core.models.base import ModelSpec
-from vecpipe.core.models.transformer import TransformerEncoder
+from vecpipe.core.models.base import Encoded, Encoder, ModelSpec
+from vecpipe.core.models.transformer import cut_long_text, estimate_lengths
 
 
 def require(module: str, extra: str) -> None:
@@ -42,28 +43,45 @@ def cpu_threads() -> int:
     return max(1, min(cores, int(limit))) if limit.isdigit() and int(limit) > 0 else cores
 
 
-class ExportedEncoder(TransformerEncoder):
+class ExportedEncoder(Encoder):
     """A sentence-transformers model run by an exported graph on the CPU."""
 
     backend = ""
     #: the Python modules the runtime needs, and the extra that installs them
     modules: tuple[str, ...] = ()
-    pipeline = False  # a CPU runtime: no copy to overlap
 
-    def __init__(self, location, *, quantize: str | None = None, device: str | None = None, **options):
+    def __init__(self, location, *, quantize: str | None = None, device: str | None = None, dtype: str | None = None,
+                 trust_remote_code: bool = False, max_length: int | None = None, allow_download: bool = False,
+                 name: str = "", pooling: str | None = None):
+        from vecpipe.core.models import warm_start
+
         for module in self.modules:
             require(module, self.backend)
         if device not in (None, "", "auto", "cpu"):
             raise UsageError(f"--backend {self.backend} runs on the CPU (--device cpu); use --backend torch for {device}")
-        if options.get("dtype") not in (None, "auto", "float32"):
-            raise UsageError(f"--backend {self.backend}: --dtype {options['dtype']} is torch's; "
+        if dtype not in (None, "auto", "float32"):
+            raise UsageError(f"--backend {self.backend}: --dtype {dtype} is torch's; "
                              "use --quantize int8 for a smaller, faster model")
-        super().__init__(location, device="cpu", **options)
+        self.name = name or str(location)
         self.quantize = quantize
-        from vecpipe.core.models.export import exported_model, input_names
-
-        self.input_names = input_names(self.model)
-        self.path = exported_model(self.model, quantize, name=self.name)
+        key = warm_start.start_key(location, quantize=quantize, pooling=pooling, trust_remote_code=trust_remote_code)
+        entry = warm_start.load_entry(key)
+        self._torch = None  # the sentence-transformers model, when it tokenizes (no fast start)
+        if entry is None:
+            entry = self._start_with_torch(location, key, trust_remote_code, allow_download, pooling)
+        self.path = entry["path"]
+        self.input_names = entry["input_names"]
+        self.dim = entry["dim"]
+        self.query_prompt = entry["query_prompt"]
+        self._includes_prompt = entry["include_prompt"]
+        limit = entry["position_limit"]
+        if max_length and limit and max_length > limit:
+            raise UsageError(f"--max-length {max_length}: {self.name} reads at most {limit} tokens")
+        self.max_tokens = max_length or entry["max_seq_length"]
+        if self._torch is None:
+            self._tokenizer = warm_start.FastTokenizer(entry, self.max_tokens)
+        else:
+            self._torch.max_seq_length = self.max_tokens
         # One batch per core at once, each on one thread: at the short batches
         # of sentence encoding, splitting every small matmul across cores costs
         # more in handing work over than it gains (measured: MiniLM, 2 cores,
@@ -76,6 +94,27 @@ class ExportedEncoder(TransformerEncoder):
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self._tokenize_lock = threading.Lock()  # a fast tokenizer is not safe to call from two threads
         self.session = self._open(self.path)
+
+    def _start_with_torch(self, location, key, trust_remote_code, allow_download, pooling) -> dict:
+        """Load the model in sentence-transformers, export it (once: the
+        export is cached by content) and describe it in a start entry, saved
+        when the fast tokenizer can stand in for the model's preprocess; else
+        the model stays loaded to tokenize."""
+        from vecpipe.core.models import warm_start
+        from vecpipe.core.models.export import exported_model, input_names
+        from vecpipe.core.models.transformer import TransformerEncoder
+
+        st = TransformerEncoder(location, device="cpu", trust_remote_code=trust_remote_code,
+                                allow_download=allow_download, name=self.name, pooling=pooling).model
+        path = exported_model(st, self.quantize, name=self.name)
+        entry = warm_start.describe(st, path, input_names(st))
+        if warm_start.stands_in(st, entry, TransformerEncoder._preprocess):
+            if key is not None:
+                warm_start.save_entry(key, entry)
+        else:
+            self._torch = st
+        entry["path"] = path
+        return entry
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, location) -> "ExportedEncoder":
@@ -105,20 +144,48 @@ class ExportedEncoder(TransformerEncoder):
     def describe(self) -> dict:
         return {**super().describe(), "backend": self.backend, "quantize": self.quantize}
 
-    def _forward(self, model, texts, prompt, normalize, truncate_dim, features=None, on_device=False):
-        with self._tokenize_lock:
-            features = self._preprocess(model, texts, prompt)
-        if prompt and "prompt_length" in features and not _includes_prompt(model):
+    def encode_batch(self, texts: list[str], *, prompt: str | None = None, normalize: bool = False,
+                     truncate_dim: int | None = None, budget=None) -> Encoded:
+        """Vectors in input order, in length-sorted token-budget batches, up
+        to `self.lanes` of them at once. No counters to report."""
+        from vecpipe.core.models.batching import run_batches
+
+        if prompt and not self._includes_prompt:
             raise UsageError(f"--backend {self.backend}: this model's pooling leaves the prompt out, "
                              "which the exported graph does not; use --backend torch")
-        emb = self._run({k: features[k].numpy().astype(np.int64, copy=False) for k in self.input_names})
-        emb = np.asarray(emb, dtype=np.float32)
+        out = np.empty((len(texts), truncate_dim or self.dim), dtype=np.float32)
+        if not texts:
+            return Encoded(out, {})
+        texts = [cut_long_text(t, self._count_tokens, self.max_tokens) for t in texts]
+        lengths = estimate_lengths(texts, prompt, self.max_tokens)
+
+        def fn(batch):
+            return self._forward([texts[i] for i in batch], prompt, normalize, truncate_dim)
+
+        for batch, emb in run_batches(np.arange(len(texts)), lengths, budget or self.default_budget(), fn,
+                                      lanes=self.lanes):
+            out[batch] = emb
+        return Encoded(out, {})
+
+    def _count_tokens(self, text: str) -> int:
+        with self._tokenize_lock:
+            if self._torch is None:
+                return self._tokenizer.count(text)
+            return len(self._torch.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def _features(self, texts: list[str], prompt: str | None) -> dict[str, np.ndarray]:
+        with self._tokenize_lock:
+            if self._torch is None:
+                return self._tokenizer(texts, prompt)
+            from vecpipe.core.models.transformer import TransformerEncoder
+
+            features = TransformerEncoder._preprocess(self._torch, texts, prompt)
+            return {k: features[k].numpy().astype(np.int64, copy=False) for k in self.input_names}
+
+    def _forward(self, texts, prompt, normalize, truncate_dim) -> np.ndarray:
+        emb = np.asarray(self._run(self._features(texts, prompt)), dtype=np.float32)
         if truncate_dim:
             emb = emb[:, :truncate_dim]
         if normalize:  # as torch.nn.functional.normalize: x / max(|x|, 1e-12)
             emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(emb)
-
-
-def _includes_prompt(model) -> bool:
-    return all(getattr(m, "include_prompt", True) for m in model)

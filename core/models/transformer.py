@@ -36,19 +36,30 @@ def char_bound(max_tokens: int) -> int:
     return CHARS_PER_TOKEN * max_tokens + CUT_MARGIN
 
 
-def cut_long_text(text: str, tokenizer, max_tokens: int) -> str:
-    """text, or a prefix of it that gives the same first max_tokens tokens."""
+def cut_long_text(text: str, count_tokens, max_tokens: int) -> str:
+    """text, or a prefix of it that gives the same first max_tokens tokens;
+    count_tokens(text) -> its tokens, special tokens left out."""
     cut = char_bound(max_tokens)
     while cut < len(text):
         head = text[:cut]
         try:
-            n = len(tokenizer(head, add_special_tokens=False, verbose=False)["input_ids"])
+            n = count_tokens(head)
         except Exception:  # noqa: BLE001 - a tokenizer that cannot count: keep the whole text, as before
             return text
         if n >= max_tokens + CUT_MARGIN:
             return head
         cut *= 2
     return text
+
+
+def estimate_lengths(texts: list[str], prompt: str | None, cap: int | None) -> np.ndarray:
+    """Padded-length estimates for sorting and the token budget: characters
+    + 2 special tokens, capped at the model's max length (512 when unknown).
+    For Chinese (one token per character) this is the token count; for other
+    scripts an upper bound, so the budget holds. It saves a second tokenization."""
+    extra = 2 + (len(prompt) if prompt else 0)
+    cap = cap or 512
+    return np.fromiter((min(len(t) + extra, cap) for t in texts), dtype=np.int64, count=len(texts))
 
 
 @register("transformer")
@@ -141,13 +152,8 @@ class TransformerEncoder(Encoder):
         return prompts.get("query")
 
     def token_lengths(self, texts: list[str], prompt: str | None = None) -> np.ndarray:
-        """Padded-length estimates for sorting and the token budget: characters
-        + 2 special tokens, capped at the model's max length. For Chinese (one
-        token per character) this is the token count; for other scripts an
-        upper bound, so the budget holds. It saves a second tokenization."""
-        extra = 2 + (len(prompt) if prompt else 0)
-        cap = self.model.max_seq_length or 512
-        return np.fromiter((min(len(t) + extra, cap) for t in texts), dtype=np.int64, count=len(texts))
+        """Padded-length estimates (estimate_lengths) at the model's max length."""
+        return estimate_lengths(texts, prompt, self.model.max_seq_length)
 
     def _cut_long(self, texts: list[str]) -> list[str]:
         """Texts far longer than the model reads, cut by characters (see char_bound)."""
@@ -156,7 +162,11 @@ class TransformerEncoder(Encoder):
         bound = char_bound(cap)
         if tokenizer is None or not callable(tokenizer) or all(len(t) <= bound for t in texts):
             return texts
-        return [cut_long_text(t, tokenizer, cap) if len(t) > bound else t for t in texts]
+
+        def count(text):
+            return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+        return [cut_long_text(t, count, cap) if len(t) > bound else t for t in texts]
 
     @staticmethod
     def _preprocess(model, texts, prompt):
