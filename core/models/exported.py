@@ -80,8 +80,8 @@ class ExportedEncoder(Encoder):
         self.max_tokens = max_length or entry["max_seq_length"]
         if self._torch is None:
             self._tokenizer = warm_start.FastTokenizer(entry, self.max_tokens)
-        else:
-            self._torch.max_seq_length = self.max_tokens
+        elif max_length:
+            self._torch.max_seq_length = max_length
         # One batch per core at once, each on one thread: at the short batches
         # of sentence encoding, splitting every small matmul across cores costs
         # more in handing work over than it gains (measured: MiniLM, 2 cores,
@@ -156,8 +156,9 @@ class ExportedEncoder(Encoder):
         out = np.empty((len(texts), truncate_dim or self.dim), dtype=np.float32)
         if not texts:
             return Encoded(out, {})
-        texts = [cut_long_text(t, self._count_tokens, self.max_tokens) for t in texts]
-        lengths = estimate_lengths(texts, prompt, self.max_tokens)
+        cap = self.max_tokens or 512  # a model that sets no max length: as the torch encoder
+        texts = [cut_long_text(t, self._count_tokens, cap) for t in texts]
+        lengths = estimate_lengths(texts, prompt, cap)
 
         def fn(batch):
             return self._forward([texts[i] for i in batch], prompt, normalize, truncate_dim)
