@@ -1,0 +1,120 @@
+"""A new user's trial of `vecpipe fetch`, `vecpipe doctor` and the behaviours
+every command shares: what tripped them, each pinned by a test. The servers
+are the house fixture of test_fetch.py (127.0.0.1 only, stopped by the test)."""
+import bz2
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, cjk_words, run_vecpipe, write_w2v_text
+from test_fetch import _Handler, _overlay, home, random_bytes, server, sha  # noqa: F401 - fixtures
+from vecpipe.core.errors import UnavailableError
+from vecpipe.core.fetch import catalog
+from vecpipe.core.fetch.fetch import FetchOptions, fetch_entry
+
+_plain_get = _Handler.do_GET
+
+
+class _Trickle:
+    """The house handler, plus paths served slowly (`trickle`: path -> (bytes per
+    write, seconds between writes)), honouring Range like the plain ones."""
+
+    def do_GET(self):
+        st = self.server.state
+        slow = getattr(st, "trickle", {}).get(self.path)
+        if slow is None:
+            return _plain_get(self)
+        with st.lock:
+            st.requests.append((self.path, self.headers.get("Range")))
+        data = st.files[self.path]
+        start, rng = 0, self.headers.get("Range")
+        if rng:
+            start = int(rng.split("=")[1].rstrip("-"))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        step, pause = slow
+        try:
+            for i in range(start, len(data), step):
+                self.wfile.write(data[i:i + step])
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:
+            pass  # the client went away
+
+
+@pytest.fixture
+def trickle(server, monkeypatch):
+    import test_fetch
+
+    monkeypatch.setattr(test_fetch._Handler, "do_GET", _Trickle.do_GET)
+    server.trickle = {}
+    return server
+
+
+def _raw(name, url, data=None, **kw):
+    d = {"name": name, "kind": "dataset", "format": "text", "urls": [url], "size": None if data is None else len(data),
+         "sha256": None if data is None else sha(data), "licence": "", "citation": "", "notes": ""}
+    d.update(kw)
+    return d
+
+
+def _popen(*args):
+    # SIGINT at its default even when the test runner was started in the background
+    return subprocess.Popen([sys.executable, "-m", "vecpipe", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+# ---------------------------------------------------------------- slow servers
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_slow_download_is_kept_as_it_arrives_so_an_interrupted_fetch_resumes(trickle, tmp_path, home, monkeypatch,
+                                                                                 sig, code):
+    """Bytes reach the .part file as they arrive (not a megabyte at a time): Ctrl-C
+    or SIGTERM after a few seconds keeps them, and the next run resumes from there."""
+    data = random_bytes(120_000, seed=21)
+    trickle.files["/slow.bin"] = data
+    trickle.trickle["/slow.bin"] = (2000, 0.05)  # 40 kB/s: 3 s for the whole file
+    monkeypatch.setenv("VECPIPE_CATALOG", str(_overlay(tmp_path, [_raw("t.slow", trickle.base + "/slow.bin", data,
+                                                                          filename="slow.bin")])))
+    part = home / "t.slow" / "slow.bin.part"
+    proc = _popen("fetch", "t.slow", "--allow-http")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.poll() is None and not (part.exists() and part.stat().st_size >= 10_000):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the fetch ended before any byte reached the partial file"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == code, err
+    kept = part.stat().st_size
+    assert 10_000 <= kept < len(data) and part.read_bytes() == data[:kept]
+    assert catalog.resolve_local("t.slow") is None
+    r = run_vecpipe("fetch", "t.slow", "--allow-http")
+    assert r.returncode == 0, r.stderr
+    assert (home / "t.slow" / "slow.bin").read_bytes() == data
+    assert trickle.hits("/slow.bin")[-1] == f"bytes={kept}-"
+
+
+def test_max_time_stops_a_server_that_trickles(trickle, home):
+    """--max-time bounds the fetch even when bytes keep coming, slowly."""
+    data = random_bytes(200_000, seed=22)
+    trickle.files["/trickle.bin"] = data
+    trickle.trickle["/trickle.bin"] = (1000, 0.02)  # 50 kB/s: 4 s for the whole file
+    e = catalog.Entry(name="t.trickle", kind="dataset", format="text", urls=(trickle.base + "/trickle.bin",))
+    t0 = time.monotonic()
+    with pytest.raises(UnavailableError, match=r"--max-time 1s reached; the \d+ bytes received are kept"):
+        fetch_entry(e, FetchOptions(allow_http=True, timeout=5, retries=0, max_time=1))
+    assert time.monotonic() - t0 < 2.5
+    part = home / "t.trickle" / "trickle.bin.part"
+    assert 0 < part.stat().st_size < len(data) and part.read_bytes() == data[:part.stat().st_size]
