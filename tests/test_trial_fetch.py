@@ -118,3 +118,73 @@ def test_max_time_stops_a_server_that_trickles(trickle, home):
     assert time.monotonic() - t0 < 2.5
     part = home / "t.trickle" / "trickle.bin.part"
     assert 0 < part.stat().st_size < len(data) and part.read_bytes() == data[:part.stat().st_size]
+
+
+# ---------------------------------------------------------------- --from
+
+
+def _static_overlay(tmp_path, monkeypatch, name="t.mine"):
+    """A word-vector entry with no download and no checksum: registered by hand."""
+    entries = [{"name": name, "kind": "static", "format": "word2vec", "urls": [], "size": None, "sha256": None,
+                "licence": "", "citation": "", "notes": "", "filename": "mine.txt.bz2",
+                "manual": [{"site": "a page", "url": "https://example.org/mine"}]}]
+    monkeypatch.setenv("VECPIPE_CATALOG", str(_overlay(tmp_path, entries)))
+
+
+def test_registering_another_file_replaces_the_old_one_and_its_vecdir(tmp_path, home, monkeypatch, invoke):
+    """--from a second file (a corrected download) must not leave -m NAME on the
+    vecdir converted from the first one, nor the first file beside the second."""
+    _static_overlay(tmp_path, monkeypatch)
+    rng = np.random.default_rng(3)
+    old_words, new_words = cjk_words(20, seed=31), cjk_words(20, seed=32)
+    old = write_w2v_text(tmp_path / "old.txt", old_words, rng.standard_normal((20, 4)).astype(np.float32))
+    old.with_suffix(".bz2").write_bytes(bz2.compress(old.read_bytes()))
+    new = write_w2v_text(tmp_path / "new.txt", new_words, rng.standard_normal((20, 4)).astype(np.float32))
+    r = invoke("fetch", "t.mine", "--from", old.with_suffix(".bz2"), "--convert")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.strip() == str(home / "t.mine" / "vecdir")
+    r = invoke("fetch", "t.mine", "--from", new)  # plain text this time: cached as mine.txt
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.strip() == str(home / "t.mine" / "mine.txt")
+    assert sorted(p.name for p in (home / "t.mine").iterdir()) == ["manifest.json", "mine.txt"]
+    r = invoke("knn", "-m", "t.mine", new_words[0], "-k", "1", "--flat")
+    assert r.exit_code == 0 and r.stdout.split("\t")[0] == new_words[0], r.stderr
+    r = invoke("fetch", "t.mine", "--convert")  # converts the new file, not the old
+    vecdir = home / "t.mine" / "vecdir"
+    assert r.stdout.strip() == str(vecdir)
+    assert (vecdir / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1] == new_words
+
+
+def test_an_empty_file_is_not_registered(tmp_path, home, monkeypatch, invoke):
+    _static_overlay(tmp_path, monkeypatch)
+    empty = tmp_path / "mine.txt.bz2"
+    empty.write_bytes(b"")
+    r = invoke("fetch", "t.mine", "--from", empty)
+    assert r.exit_code == 65, r.stderr
+    assert r.stderr.strip().splitlines() == [f"vecpipe: error: {empty}: t.mine: the file is empty; "
+                                             f"{empty} was left as it is, nothing entered the cache"]
+    assert catalog.resolve_local("t.mine") is None and empty.exists()
+
+
+def test_an_empty_download_does_not_enter_the_cache(server, home):
+    server.files["/empty.txt"] = b""
+    e = catalog.Entry(name="t.empty", kind="dataset", format="text", urls=(server.base + "/empty.txt",))
+    with pytest.raises(Exception, match=r"t.empty: the download is empty") as info:
+        fetch_entry(e, FetchOptions(allow_http=True, retries=0))
+    assert info.value.exit_code == 65
+    assert catalog.resolve_local(e) is None
+
+
+def test_a_truncated_file_registered_by_hand_is_named_in_the_error(tmp_path, home, monkeypatch, invoke):
+    """The error names the user's file, not the cache's staging copy, and does not speak of a download."""
+    _static_overlay(tmp_path, monkeypatch)
+    whole = bz2.compress(write_w2v_text(tmp_path / "v.txt", cjk_words(200), np.ones((200, 8), np.float32)).read_bytes())
+    cut = tmp_path / "cut.bz2"
+    cut.write_bytes(whole[: len(whole) // 2])
+    r = invoke("fetch", "t.mine", "--from", cut)
+    assert r.exit_code == 65, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vecpipe: error: {cut}: t.mine: the bz2 stream is truncated"), lines
+    assert ".from" not in lines[0] and "download" not in lines[0]
+    assert lines[0].endswith(f"{cut} was left as it is, nothing entered the cache")
+    assert catalog.resolve_local("t.mine") is None
