@@ -2,8 +2,6 @@
 every command shares: what tripped them, each pinned by a test. The servers
 are the house fixture of test_fetch.py (127.0.0.1 only, stopped by the test)."""
 import bz2
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,12 +10,15 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, cjk_words, run_vecpipe, write_w2v_text
-from test_fetch import _Handler, _overlay, home, random_bytes, server, sha  # noqa: F401 - fixtures
+from conftest import cjk_words, run_vecpipe, write_w2v_text
+import test_fetch
+from test_fetch import _Handler, _overlay, random_bytes, sha
 from vecpipe.core.errors import UnavailableError
 from vecpipe.core.fetch import catalog
 from vecpipe.core.fetch.fetch import FetchOptions, fetch_entry
 
+# the loopback server and the private cache of test_fetch, used here as fixtures
+server, home = test_fetch.server, test_fetch.home
 _plain_get = _Handler.do_GET
 
 
@@ -55,8 +56,6 @@ class _Trickle:
 
 @pytest.fixture
 def trickle(server, monkeypatch):
-    import test_fetch
-
     monkeypatch.setattr(test_fetch._Handler, "do_GET", _Trickle.do_GET)
     server.trickle = {}
     return server
