@@ -2,6 +2,8 @@
 every command shares: what tripped them, each pinned by a test. The servers
 are the house fixture of test_fetch.py (127.0.0.1 only, stopped by the test)."""
 import bz2
+import json
+import re
 import signal
 import subprocess
 import sys
@@ -187,3 +189,46 @@ def test_a_truncated_file_registered_by_hand_is_named_in_the_error(tmp_path, hom
     assert ".from" not in lines[0] and "download" not in lines[0]
     assert lines[0].endswith(f"{cut} was left as it is, nothing entered the cache")
     assert catalog.resolve_local("t.mine") is None
+
+
+# ---------------------------------------------------------------- $VECPIPE_CATALOG, the lock
+
+
+def test_a_catalog_file_with_a_bom_is_read(tmp_path, monkeypatch, invoke):
+    """A catalog edited in Notepad starts with a UTF-8 BOM; every other input of vecpipe ignores it."""
+    path = _overlay(tmp_path, [_raw("t.bom", "https://example.org/x.txt")])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    monkeypatch.setenv("VECPIPE_CATALOG", str(path))
+    r = invoke("fetch", "--info", "t.bom", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["urls"] == ["https://example.org/x.txt"]
+
+
+def test_a_missing_catalog_file_is_a_missing_input(tmp_path, monkeypatch, invoke):
+    missing = tmp_path / "nowhere.json"
+    monkeypatch.setenv("VECPIPE_CATALOG", str(missing))
+    r = invoke("fetch", "--list")
+    assert r.exit_code == 66, r.stderr
+    assert r.stderr == f"vecpipe: error: {missing}: catalog file not found (check $VECPIPE_CATALOG)\n"
+
+
+def test_a_second_fetch_of_the_same_name_says_it_waits(trickle, tmp_path, home, monkeypatch):
+    """Two fetches of one name: the second waits for the first (one download), and says so
+    rather than hanging silently; then it answers from the cache."""
+    data = random_bytes(60_000, seed=23)
+    trickle.files["/w.bin"] = data
+    trickle.trickle["/w.bin"] = (2000, 0.05)  # 1.5 s
+    monkeypatch.setenv("VECPIPE_CATALOG", str(_overlay(tmp_path, [_raw("t.wait", trickle.base + "/w.bin", data,
+                                                                          filename="w.bin")])))
+    first = _popen("fetch", "t.wait", "--allow-http")
+    part = home / "t.wait" / "w.bin.part"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (part.exists() and part.stat().st_size):
+        time.sleep(0.02)
+    second = run_vecpipe("fetch", "t.wait", "--allow-http", timeout=60)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == out == f"{home / 't.wait' / 'w.bin'}\n".encode()
+    assert re.fullmatch(r"vecpipe: warning: t\.wait: another vecpipe \(pid \d+\) is fetching it; waiting\n", second.stderr)
+    assert trickle.hits("/w.bin") == [None]  # one download

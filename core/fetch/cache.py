@@ -46,9 +46,19 @@ def locked(e: Entry):
         import fcntl
     except ImportError:  # pragma: no cover - not on POSIX
         fcntl = None
-    with open(locks / f"{e.name}.lock", "w") as fh:
+    with open(locks / f"{e.name}.lock", "a+") as fh:
         if fcntl is not None:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "?"
+                log.warning("%s: another vecpipe (pid %s) is fetching it; waiting", e.name, holder)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
         try:
             yield folder
         finally:
