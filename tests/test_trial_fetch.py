@@ -3,6 +3,7 @@ every command shares: what tripped them, each pinned by a test. The servers
 are the house fixture of test_fetch.py (127.0.0.1 only, stopped by the test)."""
 import bz2
 import json
+import os
 import re
 import signal
 import subprocess
@@ -232,3 +233,37 @@ def test_a_second_fetch_of_the_same_name_says_it_waits(trickle, tmp_path, home, 
     assert second.stdout == out == f"{home / 't.wait' / 'w.bin'}\n".encode()
     assert re.fullmatch(r"vecpipe: warning: t\.wait: another vecpipe \(pid \d+\) is fetching it; waiting\n", second.stderr)
     assert trickle.hits("/w.bin") == [None]  # one download
+
+
+# ---------------------------------------------------------------- doctor
+
+
+def test_doctor_reports_a_torch_that_fails_to_import_instead_of_failing(tmp_path):
+    """doctor is what a user runs when things break: a broken torch (a CUDA library
+    missing) is reported in its output, not turned into doctor's own error."""
+    fake = tmp_path / "site" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise OSError("libcudart.so.12: cannot open shared object file")\n')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    proc = subprocess.run([sys.executable, "-m", "vecpipe", "doctor"], capture_output=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert ("devices: torch failed: OSError: libcudart.so.12: cannot open shared object file"
+            in proc.stdout.decode().splitlines())
+    proc = subprocess.run([sys.executable, "-m", "vecpipe", "doctor", "--json"], capture_output=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["devices"] == {"error": "OSError: libcudart.so.12: cannot open shared object file"}
+
+
+def test_doctor_lists_every_extra_and_the_variables_that_change_behaviour(tmp_path, monkeypatch, invoke):
+    import importlib.metadata as md
+
+    monkeypatch.setenv("VECPIPE_CATALOG", str(_overlay(tmp_path, [])))
+    monkeypatch.setenv("VECPIPE_OFFLINE", "1")
+    r = invoke("doctor", "--json", "--no-devices")
+    assert r.exit_code == 0, r.stderr
+    info = json.loads(r.stdout)
+    for dist in ("pyarrow", "ray", "datasets", "accelerate"):  # the [parquet], [ray] and [train] extras
+        assert info["extras"][dist] == md.version(dist)
+    assert info["env"]["VECPIPE_CATALOG"] == str(tmp_path / "extra-catalog.json")
+    assert info["env"]["VECPIPE_OFFLINE"] == "1"
+    assert info["env"]["HF_HUB_CACHE"] == os.environ["HF_HUB_CACHE"]  # set by the home fixture
