@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 
@@ -144,6 +145,22 @@ def _quiet_stdout(env: Environment) -> None:
         pass
 
 
+def _stdout_is_full(env: Environment) -> bool:
+    """Whether stdout is the file or device that has no space left (`> /dev/full`,
+    a redirect onto a full disk): an error without a file name is then stdout's."""
+    try:
+        fd = env.stdout.fileno()
+        st = os.fstat(fd)
+        if stat.S_ISCHR(st.st_mode):
+            return (os.major(st.st_rdev), os.minor(st.st_rdev)) == (1, 7)  # /dev/full
+        if stat.S_ISREG(st.st_mode):
+            vfs = os.fstatvfs(fd)
+            return (vfs.f_bavail if os.geteuid() else vfs.f_bfree) == 0
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+    return False
+
+
 class _Signals:
     """SIGINT and SIGTERM (what cron, systemd and `timeout` send) both raise
     KeyboardInterrupt in the main thread, so every clean-up path a Ctrl-C takes
@@ -238,7 +255,11 @@ def _main(argv, env: Environment) -> int:
             return 0
         if env.debug:
             _traceback(env)
-        _error(env, f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+        full = exc.errno == errno.ENOSPC and not exc.filename and _stdout_is_full(env)
+        where = "stdout" if full else exc.filename
+        _error(env, f"{str(where) + ': ' if where else ''}{exc.strerror or exc}")
+        if full:
+            _quiet_stdout(env)  # the bytes still buffered would fail again at exit
         return errors.EX_IOERR
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if _signals.received is not None:

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import cjk_words, run_vecpipe, write_w2v_text
+from conftest import cjk_words, pku, run_vecpipe, write_w2v_text  # noqa: F401 - pku is a fixture
 import test_fetch
 from test_fetch import _Handler, _overlay, random_bytes, sha
 from vecpipe.core.errors import UnavailableError
@@ -267,3 +267,17 @@ def test_doctor_lists_every_extra_and_the_variables_that_change_behaviour(tmp_pa
     assert info["env"]["VECPIPE_CATALOG"] == str(tmp_path / "extra-catalog.json")
     assert info["env"]["VECPIPE_OFFLINE"] == "1"
     assert info["env"]["HF_HUB_CACHE"] == os.environ["HF_HUB_CACHE"]  # set by the home fixture
+
+
+# ---------------------------------------------------------------- every command
+
+
+@pytest.mark.parametrize("args", [("fetch", "--list"), ("fetch", "--list", "--json"), ("doctor", "--no-devices"),
+                                  ("--help",), ("convert", "PKU", "--to", "jsonl")])
+def test_a_full_stdout_is_named_in_one_line(args, pku):
+    """`> /dev/full` (a full disk under a redirect): exit 74 with one line that says it was stdout."""
+    args = [str(pku) if a == "PKU" else a for a in args]
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([sys.executable, "-m", "vecpipe", *args], stdout=full, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 74, proc.stderr
+    assert proc.stderr.decode() == "vecpipe: error: stdout: No space left on device\n"
