@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import cjk_words, pku, run_vecpipe, write_w2v_text  # noqa: F401 - pku is a fixture
+import conftest
+from conftest import cjk_words, run_vecpipe, write_w2v_text
 import test_fetch
 from test_fetch import _Handler, _overlay, random_bytes, sha
 from vecpipe.core.errors import UnavailableError
@@ -21,7 +22,7 @@ from vecpipe.core.fetch import catalog
 from vecpipe.core.fetch.fetch import FetchOptions, fetch_entry
 
 # the loopback server and the private cache of test_fetch, used here as fixtures
-server, home = test_fetch.server, test_fetch.home
+server, home, pku = test_fetch.server, test_fetch.home, conftest.pku
 _plain_get = _Handler.do_GET
 
 
