@@ -57,6 +57,27 @@ class LazyGroup(click.Group):
         except BrokenPipeError as exc:
             # click turns EPIPE into exit 1; we want the quiet 0 of `| head`
             raise _PipeClosed() from exc
+        except (errors.NoInputError, errors.UnavailableError, errors.DataError) as exc:
+            _say_where_the_model_came_from(ctx, exc)
+            raise
+
+
+def _say_where_the_model_came_from(ctx, exc: errors.VecpipeError) -> None:
+    """An error about a model the user did not type (from $VECPIPE_MODEL, or the
+    default) says where it came from, so a forgotten variable is not a mystery."""
+    from vecpipe.cli.options import MODEL_SOURCE
+
+    how, spec = ctx.meta.get(MODEL_SOURCE, (None, None))
+    if how == "env":
+        note = "-m taken from $VECPIPE_MODEL"
+    elif how == "default":
+        from vecpipe.core.models.resolve import DEFAULT_MODEL
+
+        spec, note = DEFAULT_MODEL, f"{DEFAULT_MODEL} is the default model: choose one with -m or $VECPIPE_MODEL"
+    else:
+        return
+    if spec and str(exc).startswith(spec):
+        exc.args = (f"{exc} ({note})",)
 
 
 class _PipeClosed(Exception):

@@ -282,3 +282,21 @@ def test_a_full_stdout_is_named_in_one_line(args, pku):
         proc = subprocess.run([sys.executable, "-m", "vecpipe", *args], stdout=full, stderr=subprocess.PIPE, timeout=60)
     assert proc.returncode == 74, proc.stderr
     assert proc.stderr.decode() == "vecpipe: error: stdout: No space left on device\n"
+
+
+def test_a_model_from_vecpipe_model_says_where_it_came_from(monkeypatch, invoke):
+    """A user who set $VECPIPE_MODEL long ago and forgot sees why an unknown model is asked for."""
+    monkeypatch.setenv("VECPIPE_MODEL", "old/zhihu.vecdir")
+    r = invoke("knn", "悟空", "-k", "1")
+    assert r.exit_code == 66
+    assert r.stderr == "vecpipe: error: old/zhihu.vecdir: no such file or folder (-m taken from $VECPIPE_MODEL)\n"
+    r = invoke("knn", "-m", "builtin:zh-classic", "悟空", "-k", "1", "--flat")  # -m wins over the variable
+    assert r.exit_code == 0 and r.stdout.startswith("悟空\t1\t"), r.stderr
+
+
+def test_the_default_model_says_it_is_the_default(monkeypatch, invoke):
+    monkeypatch.delenv("VECPIPE_MODEL", raising=False)
+    r = invoke("encode", input="孙悟空\n")
+    assert r.exit_code == 69
+    assert r.stderr.endswith("; run: vecpipe fetch bge-small-zh (bge-small-zh is the default model: "
+                             "choose one with -m or $VECPIPE_MODEL)\n"), r.stderr
