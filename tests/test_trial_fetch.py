@@ -300,3 +300,12 @@ def test_the_default_model_says_it_is_the_default(monkeypatch, invoke):
     assert r.exit_code == 69
     assert r.stderr.endswith("; run: vecpipe fetch bge-small-zh (bge-small-zh is the default model: "
                              "choose one with -m or $VECPIPE_MODEL)\n"), r.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs a folder no one may create files in (/sys)")
+def test_an_output_in_a_folder_that_refuses_files_is_named_without_the_lock(pku, invoke):
+    """-o into a read-only place: the error names the output and its folder, not vecpipe's lock file."""
+    r = invoke("convert", pku, "--limit", "3", "-o", "/sys/v.txt")
+    assert r.exit_code == 73
+    assert r.stderr.startswith("vecpipe: error: /sys/v.txt: cannot create files in /sys: "), r.stderr
+    assert ".lock" not in r.stderr and len(r.stderr.splitlines()) == 1
