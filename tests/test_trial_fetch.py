@@ -309,3 +309,9 @@ def test_an_output_in_a_folder_that_refuses_files_is_named_without_the_lock(pku,
     assert r.exit_code == 73
     assert r.stderr.startswith("vecpipe: error: /sys/v.txt: cannot create files in /sys: "), r.stderr
     assert ".lock" not in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_the_list_says_the_builtin_model_comes_with_vecpipe(invoke):
+    r = invoke("fetch", "--list", "--kind", "static")
+    row = next(line.split() for line in r.stdout.splitlines() if line.startswith("zh-classic "))
+    assert row == ["zh-classic", "static", "100", "vecdir", "builtin", "yes"]
