@@ -315,3 +315,10 @@ def test_the_list_says_the_builtin_model_comes_with_vecpipe(invoke):
     r = invoke("fetch", "--list", "--kind", "static")
     row = next(line.split() for line in r.stdout.splitlines() if line.startswith("zh-classic "))
     assert row == ["zh-classic", "static", "100", "vecdir", "builtin", "yes"]
+
+
+def test_a_plain_http_hf_endpoint_is_named_as_the_variable(monkeypatch, invoke):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    r = invoke("fetch", "bge-small-zh")
+    assert r.exit_code == 64
+    assert r.stderr.startswith("vecpipe: error: HF_ENDPOINT=http://127.0.0.1:9: plain HTTP is refused"), r.stderr
