@@ -322,3 +322,23 @@ def test_a_plain_http_hf_endpoint_is_named_as_the_variable(monkeypatch, invoke):
     r = invoke("fetch", "bge-small-zh")
     assert r.exit_code == 64
     assert r.stderr.startswith("vecpipe: error: HF_ENDPOINT=http://127.0.0.1:9: plain HTTP is refused"), r.stderr
+
+
+def test_a_download_larger_than_the_free_space_stops_before_the_body(server, home, monkeypatch):
+    """A 16 GB Tencent file on a disk with 10 GB free fails at once, not after an hour of download."""
+    import shutil
+    from collections import namedtuple
+
+    from vecpipe.core.errors import OutputError
+
+    data = random_bytes(50_000, seed=24)
+    server.files["/huge.bin"] = data
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 20_000, 20_000))
+    e = catalog.Entry(name="t.huge", kind="dataset", format="text", urls=(server.base + "/huge.bin",))
+    with pytest.raises(OutputError, match=r"needs 50000 bytes but only 20000 are free in .*t\.huge; free some space "
+                                          r"\(or set \$VECPIPE_HOME\) and fetch again") as info:
+        fetch_entry(e, FetchOptions(allow_http=True, retries=3, backoff=0.01))
+    assert info.value.exit_code == 74
+    assert len(server.hits("/huge.bin")) == 1  # not retried: waiting does not free a disk
+    assert not (home / "t.huge" / "huge.bin.part").exists() or (home / "t.huge" / "huge.bin.part").stat().st_size == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import shutil
 import socket
 import time
 import urllib.error
@@ -155,6 +156,12 @@ def _download_once(url: str, part: Path, opts: FetchOptions, desc: str, expected
             part.unlink(missing_ok=True)  # what is there belongs to another file
             raise _Skip(f"the server announces {total} bytes, the catalog says {expected}")
         limit = expected if expected is not None else total
+        if limit is not None and limit > have:
+            # a 16 GB file on a disk with 10 GB free fails now, not after an hour of download
+            free = shutil.disk_usage(part.parent).free
+            if limit - have > free:
+                raise OutputError(f"{desc}: the download needs {limit - have} bytes but only {free} are free "
+                                  f"in {part.parent}; free some space (or set $VECPIPE_HOME) and fetch again")
         received = 0
         bar = progress(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
         try:
