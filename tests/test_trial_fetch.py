@@ -81,7 +81,7 @@ def _popen(*args):
 # ---------------------------------------------------------------- slow servers
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)])
 def test_a_slow_download_is_kept_as_it_arrives_so_an_interrupted_fetch_resumes(trickle, tmp_path, home, monkeypatch,
                                                                                  sig, code):
     """Bytes reach the .part file as they arrive (not a megabyte at a time): Ctrl-C
