@@ -228,9 +228,52 @@ class _Signals:
 _signals = _Signals()
 
 
+class _ClosedStream(io.RawIOBase):
+    """Stands in for stdin or stdout closed before vecpipe started (`>&-`, `<&-`;
+    Python then has None there): using it fails as a closed descriptor does
+    (EBADF, exit 74, naming the stream), once; later writes are dropped, so the
+    flush at exit stays quiet."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name, self.failed = name, False
+
+    def _fail(self):
+        self.failed = True
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.name)
+
+    def readable(self):
+        return self.name == "stdin"
+
+    def writable(self):
+        return self.name != "stdin"
+
+    def readinto(self, b):
+        self._fail()
+
+    def write(self, b):
+        if self.failed:
+            return len(b)
+        self._fail()
+
+    def fileno(self):
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.name)
+
+
+def _stand_in_for_closed_streams() -> None:
+    if sys.stdin is None:
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(_ClosedStream("stdin")))
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_ClosedStream("stdout")))
+    if sys.stderr is None:  # else click would send error messages to stdout, into the data
+        sys.stderr = open(os.devnull, "w")
+
+
 def main(argv=None, env: Environment | None = None) -> int:
     """Run one invocation; `env` (streams, terminal flags) defaults to this
     process's. Everything the invocation sets lives on `env` and ends with it."""
+    if env is None:
+        _stand_in_for_closed_streams()
     env = env if env is not None else Environment()
     with _signals, env.activate():
         try:

@@ -342,3 +342,24 @@ def test_a_download_larger_than_the_free_space_stops_before_the_body(server, hom
     assert info.value.exit_code == 74
     assert len(server.hits("/huge.bin")) == 1  # not retried: waiting does not free a disk
     assert not (home / "t.huge" / "huge.bin.part").exists() or (home / "t.huge" / "huge.bin.part").stat().st_size == 0
+
+
+def _sh(command: str):
+    return subprocess.run(["bash", "-c", command.replace("VP", f"{sys.executable} -m vecpipe")], capture_output=True,
+                          timeout=60)
+
+
+def test_closed_standard_streams_are_io_errors_not_crashes(pku, tmp_path):
+    """A stream closed by the shell (`>&-`, `<&-`, `2>&-`) is a one-line I/O error naming it (74), never an
+    internal error; an error message never goes to stdout when stderr is closed; a command that does not
+    need the closed stream works."""
+    r = _sh("VP fetch --list >&-")
+    assert (r.returncode, r.stderr) == (74, b"vecpipe: error: stdout: Bad file descriptor\n")
+    r = _sh(f"VP convert {pku} --to jsonl --limit 3 >&-")
+    assert (r.returncode, r.stderr) == (74, b"vecpipe: error: stdout: Bad file descriptor\n")
+    r = _sh("VP knn -m builtin:zh-classic -k 1 <&-")  # queries from stdin
+    assert (r.returncode, r.stderr) == (74, b"vecpipe: error: stdin: Bad file descriptor\n")
+    r = _sh("VP fetch no-such-name 2>&-")
+    assert (r.returncode, r.stdout) == (64, b"")
+    r = _sh(f"VP convert {pku} --limit 3 -o {tmp_path / 'v.txt'} >&- <&-")
+    assert r.returncode == 0 and r.stderr == b"" and (tmp_path / "v.txt").read_text(encoding="utf-8").startswith("3 50\n")
