@@ -133,8 +133,8 @@ def cli(ctx, verbose, quiet, debug):
     `| head`), 64 usage, 65 bad input data, 66 missing input, 69 unavailable,
     70 internal error, 73 cannot create (an output would replace a folder or
     file vecpipe did not make), 74 I/O error, 75 output locked by another run
-    (try again later), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM);
-    both clean up first.
+    (try again later), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM),
+    129 hangup (SIGHUP: the terminal closed); all clean up first.
     """
     # main() passes the invocation's Environment; `cli` driven directly (a
     # CliRunner on the group) gets a fresh one, current until the context closes
@@ -183,14 +183,15 @@ def _stdout_is_full(env: Environment) -> bool:
 
 
 class _Signals:
-    """SIGINT and SIGTERM (what cron, systemd and `timeout` send) both raise
-    KeyboardInterrupt in the main thread, so every clean-up path a Ctrl-C takes
-    runs for both (atomic outputs removed, locks released, temporary files
+    """SIGINT, SIGTERM (what cron, systemd and `timeout` send) and SIGHUP all
+    raise KeyboardInterrupt in the main thread, so every clean-up path a Ctrl-C
+    takes runs for each (atomic outputs removed, locks released, temporary files
     removed, a --resume run's partial output and state kept). The first signal
     is remembered: it decides the exit status (128 + its number) even when the
     interrupt was swallowed on the way and turned into another error."""
 
-    HANDLED = (signal.SIGINT, signal.SIGTERM)
+    # SIGHUP: the terminal closed (an ssh session dropped): the same clean-up, exit 129
+    HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
     def __init__(self):
         self.received: int | None = None

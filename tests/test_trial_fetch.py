@@ -363,3 +363,24 @@ def test_closed_standard_streams_are_io_errors_not_crashes(pku, tmp_path):
     assert (r.returncode, r.stdout) == (64, b"")
     r = _sh(f"VP convert {pku} --limit 3 -o {tmp_path / 'v.txt'} >&- <&-")
     assert r.returncode == 0 and r.stderr == b"" and (tmp_path / "v.txt").read_text(encoding="utf-8").startswith("3 50\n")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_closed_terminal_cleans_up_as_sigterm_does(sig, tmp_path):
+    """SIGHUP (the terminal window closed, an ssh session dropped) ends a run as SIGTERM
+    does: exit 128 + 1, no partial output, no lock file left beside -o."""
+    out = tmp_path / "x.npy"
+    proc = subprocess.Popen([sys.executable, "-m", "vecpipe", "encode", "-m", "builtin:zh-classic", "-o", out,
+                             "--batch-size", "64"], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write("孙悟空大闹天宫\n".encode() * 5000)  # more than a batch; stdin stays open
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(p.name.endswith(".partial") or p.suffix == ".tmp"
+                                                  for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    assert proc.poll() is None and any(tmp_path.iterdir()), "no partial output appeared"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig, err
+    assert err.decode().endswith(f"vecpipe: error: terminated ({signal.Signals(sig).name})\n"), err
+    assert list(tmp_path.iterdir()) == []
