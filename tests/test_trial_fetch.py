@@ -384,3 +384,18 @@ def test_a_closed_terminal_cleans_up_as_sigterm_does(sig, tmp_path):
     assert proc.returncode == 128 + sig, err
     assert err.decode().endswith(f"vecpipe: error: terminated ({signal.Signals(sig).name})\n"), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_page_served_for_a_compressed_file_is_refused(server, home, invoke, tmp_path, monkeypatch):
+    """A proxy or captive portal answers 200 with an HTML page: with no checksum in the catalog, the
+    file's name (.bz2) still says what it must be, so the page never enters the cache as the vectors."""
+    page = b"<!DOCTYPE html><html><body>Please log in to the hotel wifi</body></html>\n"
+    server.files["/sgns.txt.bz2"] = page
+    monkeypatch.setenv("VECPIPE_CATALOG", str(_overlay(tmp_path, [_raw("t.portal", server.base + "/sgns.txt.bz2",
+                                                                          kind="static", format="word2vec")])))
+    r = invoke("fetch", "t.portal", "--allow-http", "--retries", "0")
+    assert r.exit_code == 65, r.stderr
+    assert r.stderr == ("vecpipe: error: t.portal: the download is not the bz2 file its name sgns.txt.bz2 says "
+                        "(it starts with '<!DOCTYPE html><html><bo': an error page?); the partial file was deleted, "
+                        "nothing entered the cache\n")
+    assert catalog.resolve_local("t.portal") is None and not (home / "t.portal").exists()

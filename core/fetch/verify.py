@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vecpipe.core.errors import DataError
 from vecpipe.core.fetch.catalog import Entry
-from vecpipe.core.io.compression import compression_of
+from vecpipe.core.io.compression import compression_by_name, compression_of
 from vecpipe.core.io.progress import progress
 
 BLOCK = 1 << 20  # bytes read at a time for hashing and stream checks
@@ -76,6 +76,19 @@ def check_complete(path: Path, desc: str, shown=None) -> None:
         bar.close()
 
 
+def _check_compressed_as_named(e: Entry, path: Path, what: str) -> None:
+    """A server (a proxy, a captive portal) may answer 200 with an HTML page: a
+    file named .bz2/.gz/.xz/.zip that does not start as one is refused, even
+    where no checksum is known."""
+    named = compression_by_name(e.cache_filename)
+    if named is None or file_compression(path) == named:
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(24).decode("utf-8", "replace")
+    raise DataError(f"{e.name}: {what} is not the {named} file its name {e.cache_filename} says "
+                    f"(it starts with {head!r}: an error page?)")
+
+
 def verify(e: Entry, path: Path, what: str, shown=None) -> str:
     """Check `path` against the entry; on failure delete it (it is never a cache
     file yet) and raise DataError. `shown`: the user's file that `path` copies
@@ -86,6 +99,8 @@ def verify(e: Entry, path: Path, what: str, shown=None) -> str:
             raise DataError(f"{e.name}: {what} is empty", shown)
         if e.size is not None and size != e.size:
             raise DataError(f"{e.name}: {what} has {size} bytes, the catalog says {e.size}", shown)
+        if shown is None:  # a download: its catalog name says how it is compressed (--from keeps the user's own)
+            _check_compressed_as_named(e, path, what)
         if e.sha256:
             got = sha256_file(path, e.name)
             if got != e.sha256:
