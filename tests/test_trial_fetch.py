@@ -399,3 +399,14 @@ def test_an_error_page_served_for_a_compressed_file_is_refused(server, home, inv
                         "(it starts with '<!DOCTYPE html><html><bo': an error page?); the partial file was deleted, "
                         "nothing entered the cache\n")
     assert catalog.resolve_local("t.portal") is None and not (home / "t.portal").exists()
+
+
+def test_man_pages_list_no_option_without_a_description():
+    """An argument ([SRC], DATASET) is in the SYNOPSIS; under OPTIONS it showed as a name with an empty line."""
+    from vecpipe.cli.docs import render_all
+
+    for rel, text in render_all().items():
+        if rel.startswith("man/"):
+            lines = text.split("\n")
+            empty = [lines[i + 1] for i in range(len(lines) - 2) if lines[i] == ".TP" and lines[i + 2] in ("", ".TP")]
+            assert empty == [], f"{rel}: {empty}"
