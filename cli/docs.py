@@ -52,7 +52,7 @@ def man_page(name: str, command: click.Command, parent: click.Context | None) ->
     ]
     for param in command.get_params(ctx):
         record = param.get_help_record(ctx)
-        if record:
+        if record and record[1]:  # arguments (no help text) are in the SYNOPSIS
             lines += [".TP", f"\\fB{_roff(record[0])}\\fR", _roff(record[1])]
     if isinstance(command, click.Group):
         lines.append(".SH COMMANDS")

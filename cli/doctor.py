@@ -29,7 +29,9 @@ def doctor(as_json, no_devices):
     click.echo("extras:")
     for name, version in info["extras"].items():
         click.echo(f"  {name:24s} {version or 'not installed'}")
-    if "devices" in info:
+    if "devices" in info and "error" in info["devices"]:
+        click.echo(f"devices: torch failed: {info['devices']['error']}")
+    elif "devices" in info:
         d = info["devices"]
         click.echo(f"devices: cuda {', '.join(d['cuda']) or 'none'} (CUDA {d['cuda_version'] or '-'}); "
                    f"mps {'yes' if d['mps'] else 'no'}; cpu threads {d['cpu_threads']}")

@@ -17,6 +17,8 @@ def _complete_names(ctx, param, incomplete):
 
 
 def _source(e: catalog.Entry) -> str:
+    if e.builtin:
+        return "builtin"  # shipped inside the package
     if e.on_hub:
         return "hub"
     if any(u.lower().startswith("https://") for u in e.urls):

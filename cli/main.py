@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 
@@ -56,6 +57,27 @@ class LazyGroup(click.Group):
         except BrokenPipeError as exc:
             # click turns EPIPE into exit 1; we want the quiet 0 of `| head`
             raise _PipeClosed() from exc
+        except (errors.NoInputError, errors.UnavailableError, errors.DataError) as exc:
+            _say_where_the_model_came_from(ctx, exc)
+            raise
+
+
+def _say_where_the_model_came_from(ctx, exc: errors.VecpipeError) -> None:
+    """An error about a model the user did not type (from $VECPIPE_MODEL, or the
+    default) says where it came from, so a forgotten variable is not a mystery."""
+    from vecpipe.cli.options import MODEL_SOURCE
+
+    how, spec = ctx.meta.get(MODEL_SOURCE, (None, None))
+    if how == "env":
+        note = "-m taken from $VECPIPE_MODEL"
+    elif how == "default":
+        from vecpipe.core.models.resolve import DEFAULT_MODEL
+
+        spec, note = DEFAULT_MODEL, f"{DEFAULT_MODEL} is the default model: choose one with -m or $VECPIPE_MODEL"
+    else:
+        return
+    if spec and str(exc).startswith(spec):
+        exc.args = (f"{exc} ({note})",)
 
 
 class _PipeClosed(Exception):
@@ -111,8 +133,8 @@ def cli(ctx, verbose, quiet, debug):
     `| head`), 64 usage, 65 bad input data, 66 missing input, 69 unavailable,
     70 internal error, 73 cannot create (an output would replace a folder or
     file vecpipe did not make), 74 I/O error, 75 output locked by another run
-    (try again later), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM);
-    both clean up first.
+    (try again later), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM),
+    129 hangup (SIGHUP: the terminal closed); all clean up first.
     """
     # main() passes the invocation's Environment; `cli` driven directly (a
     # CliRunner on the group) gets a fresh one, current until the context closes
@@ -144,15 +166,32 @@ def _quiet_stdout(env: Environment) -> None:
         pass
 
 
+def _stdout_is_full(env: Environment) -> bool:
+    """Whether stdout is the file or device that has no space left (`> /dev/full`,
+    a redirect onto a full disk): an error without a file name is then stdout's."""
+    try:
+        fd = env.stdout.fileno()
+        st = os.fstat(fd)
+        if stat.S_ISCHR(st.st_mode):
+            return (os.major(st.st_rdev), os.minor(st.st_rdev)) == (1, 7)  # /dev/full
+        if stat.S_ISREG(st.st_mode):
+            vfs = os.fstatvfs(fd)
+            return (vfs.f_bavail if os.geteuid() else vfs.f_bfree) == 0
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+    return False
+
+
 class _Signals:
-    """SIGINT and SIGTERM (what cron, systemd and `timeout` send) both raise
-    KeyboardInterrupt in the main thread, so every clean-up path a Ctrl-C takes
-    runs for both (atomic outputs removed, locks released, temporary files
+    """SIGINT, SIGTERM (what cron, systemd and `timeout` send) and SIGHUP all
+    raise KeyboardInterrupt in the main thread, so every clean-up path a Ctrl-C
+    takes runs for each (atomic outputs removed, locks released, temporary files
     removed, a --resume run's partial output and state kept). The first signal
     is remembered: it decides the exit status (128 + its number) even when the
     interrupt was swallowed on the way and turned into another error."""
 
-    HANDLED = (signal.SIGINT, signal.SIGTERM)
+    # SIGHUP: the terminal closed (an ssh session dropped): the same clean-up, exit 129
+    HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
     def __init__(self):
         self.received: int | None = None
@@ -190,9 +229,52 @@ class _Signals:
 _signals = _Signals()
 
 
+class _ClosedStream(io.RawIOBase):
+    """Stands in for stdin or stdout closed before vecpipe started (`>&-`, `<&-`;
+    Python then has None there): using it fails as a closed descriptor does
+    (EBADF, exit 74, naming the stream), once; later writes are dropped, so the
+    flush at exit stays quiet."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name, self.failed = name, False
+
+    def _fail(self):
+        self.failed = True
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.name)
+
+    def readable(self):
+        return self.name == "stdin"
+
+    def writable(self):
+        return self.name != "stdin"
+
+    def readinto(self, b):
+        self._fail()
+
+    def write(self, b):
+        if self.failed:
+            return len(b)
+        self._fail()
+
+    def fileno(self):
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.name)
+
+
+def _stand_in_for_closed_streams() -> None:
+    if sys.stdin is None:
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(_ClosedStream("stdin")))
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_ClosedStream("stdout")))
+    if sys.stderr is None:  # else click would send error messages to stdout, into the data
+        sys.stderr = open(os.devnull, "w")
+
+
 def main(argv=None, env: Environment | None = None) -> int:
     """Run one invocation; `env` (streams, terminal flags) defaults to this
     process's. Everything the invocation sets lives on `env` and ends with it."""
+    if env is None:
+        _stand_in_for_closed_streams()
     env = env if env is not None else Environment()
     with _signals, env.activate():
         try:
@@ -238,7 +320,11 @@ def _main(argv, env: Environment) -> int:
             return 0
         if env.debug:
             _traceback(env)
-        _error(env, f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+        full = exc.errno == errno.ENOSPC and not exc.filename and _stdout_is_full(env)
+        where = "stdout" if full else exc.filename
+        _error(env, f"{str(where) + ': ' if where else ''}{exc.strerror or exc}")
+        if full:
+            _quiet_stdout(env)  # the bytes still buffered would fail again at exit
         return errors.EX_IOERR
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if _signals.received is not None:

@@ -49,10 +49,23 @@ MODEL_HELP = ("A vecdir or word-vector file, a sentence-transformers folder, bui
               "name or a Hugging Face id in the local cache (default: $VECPIPE_MODEL, else bge-small-zh).")
 
 
+# ctx.meta key: where -m came from, ("env", spec) or ("default", None), so an error about that model can say so
+MODEL_SOURCE = "vecpipe.model_source"
+
+
+def _note_model_source(ctx, param, value):
+    if value is None:
+        ctx.meta[MODEL_SOURCE] = ("default", None)
+    elif ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:
+        ctx.meta[MODEL_SOURCE] = ("env", value)
+    return value
+
+
 def model_option(help_text: str = MODEL_HELP):
     """-m alone (the one definition); `help_text` for a command that takes only some models (eval analogy:
     word vectors, which none of the other model options apply to)."""
-    return click.option("-m", "--model", "model", metavar="MODEL", envvar="VECPIPE_MODEL", help=help_text)
+    return click.option("-m", "--model", "model", metavar="MODEL", envvar="VECPIPE_MODEL", help=help_text,
+                        callback=_note_model_source)
 
 
 def model_options(f):

@@ -11,7 +11,12 @@ PACKAGES = ("numpy", "scipy", "orjson", "polars", "click", "tqdm", "gensim", "to
             "sentence-transformers", "huggingface-hub")
 EXTRAS = {"faiss": "faiss-cpu", "jieba": "jieba", "matplotlib": "matplotlib", "scikit-learn": "scikit-learn",
           # the CPU runtimes of --backend onnx / openvino, and the exporter's onnx
-          "onnxruntime": "onnxruntime", "openvino": "openvino", "onnx": "onnx"}
+          "onnxruntime": "onnxruntime", "openvino": "openvino", "onnx": "onnx",
+          # [parquet], [ray] and [train]
+          "pyarrow": "pyarrow", "ray": "ray", "datasets": "datasets", "accelerate": "accelerate"}
+# the variables that change what vecpipe does or where it looks
+ENV = ("VECPIPE_MODEL", "VECPIPE_HOME", "VECPIPE_CATALOG", "VECPIPE_OFFLINE", "VECPIPE_DATA", "XDG_CACHE_HOME",
+       "HF_HOME", "HF_HUB_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES")
 
 
 def _version(dist: str) -> str | None:
@@ -49,16 +54,24 @@ def report(devices: bool = True) -> dict:
     info["cache"] = {"path": str(root), "exists": root.is_dir(), "bytes": _folder_size(root) if root.is_dir() else 0}
     hf = catalog.hf_cache_dir()
     info["hf_cache"] = {"path": str(hf), "exists": Path(hf).is_dir()}
-    info["env"] = {k: os.environ[k] for k in ("VECPIPE_MODEL", "VECPIPE_HOME", "HF_HOME", "HF_ENDPOINT", "HF_HUB_OFFLINE",
-                                               "CUDA_VISIBLE_DEVICES") if k in os.environ}
+    info["env"] = {k: os.environ[k] for k in ENV if k in os.environ}
     if devices and info["packages"]["torch"]:
+        info["devices"] = _devices()
+    return info
+
+
+def _devices() -> dict:
+    """CUDA/MPS devices as torch sees them; a torch that fails to import or to
+    talk to the driver is reported (that is what the report is for), not raised."""
+    try:
         import torch
 
         cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-        info["devices"] = {
+        return {
             "cuda": cuda,
             "cuda_version": torch.version.cuda,
             "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
             "cpu_threads": torch.get_num_threads(),
         }
-    return info
+    except Exception as exc:  # noqa: BLE001 - a broken install (a CUDA library missing, a driver mismatch)
+        return {"error": f"{type(exc).__name__}: {exc}"}

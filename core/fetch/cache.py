@@ -20,7 +20,7 @@ from vecpipe.core.errors import DataError, NoInputError, OutputError, UsageError
 from vecpipe.core.fetch import catalog
 from vecpipe.core.fetch.archives import find_member, safe_extract
 from vecpipe.core.fetch.catalog import Entry
-from vecpipe.core.fetch.schema import EXTRACTED, MANIFEST
+from vecpipe.core.fetch.schema import EXTRACTED, MANIFEST, VECDIR, file_name_problem
 from vecpipe.core.fetch.verify import file_compression, sha256_file, verify
 from vecpipe.core.io.compression import strip_compression_suffix
 
@@ -46,9 +46,19 @@ def locked(e: Entry):
         import fcntl
     except ImportError:  # pragma: no cover - not on POSIX
         fcntl = None
-    with open(locks / f"{e.name}.lock", "w") as fh:
+    with open(locks / f"{e.name}.lock", "a+") as fh:
         if fcntl is not None:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "?"
+                log.warning("%s: another vecpipe (pid %s) is fetching it; waiting", e.name, holder)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
         try:
             yield folder
         finally:
@@ -72,7 +82,13 @@ def install(e: Entry, staged: Path, filename: str, **info) -> Path:
     """Move a verified file into the entry's folder (extracting archives) and
     write the manifest last. Returns resolve_local's answer."""
     folder = catalog.entry_dir(e)
+    previous = catalog.read_manifest(e)
     (folder / MANIFEST).unlink(missing_ok=True)  # replacing: the old state is not trusted meanwhile
+    # what vecpipe made from the file being replaced: -m NAME must not keep using it
+    shutil.rmtree(folder / VECDIR, ignore_errors=True)
+    old = previous.get("path") if previous else None
+    if isinstance(old, str) and old != filename and not file_name_problem(old) and (folder / old).is_file():
+        (folder / old).unlink()  # the replaced file under another name (--from a file compressed otherwise)
     if e.archive:
         extracted = folder / EXTRACTED
         try:
@@ -119,10 +135,10 @@ def register_file(e: Entry, src, opts: FetchOptions | None = None) -> Path:
             except OSError as exc:
                 raise OutputError(f"{staging}: cannot copy {src} into the cache ({exc.strerror or exc})") from None
             try:
-                how = verify(e, staging, f"the file {src}")
+                how = verify(e, staging, "the file", shown=src)
             except DataError as exc:
                 hint = " (the checksum is of the file as published, e.g. still compressed)" if e.sha256 else ""
-                raise DataError(str(exc).replace("the partial file was deleted", f"{src} was left as it is") + hint) from None
+                raise DataError(str(exc) + hint) from None
             if how == "none":
                 log.warning("%s: no checksum is known; %s registered as it is", e.name, src)
             size = staging.stat().st_size

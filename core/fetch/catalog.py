@@ -43,7 +43,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vecpipe.core.errors import DataError, UsageError
+from vecpipe.core.errors import DataError, NoInputError, UsageError
 from vecpipe.core.fetch.schema import MANIFEST, VECDIR, check_catalog, check_entry, file_name_problem
 
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
@@ -146,9 +146,9 @@ def _entry_from_dict(raw, families: dict, origin: str) -> Entry:
 
 def _load_file(path: Path) -> tuple[dict, list]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a leading BOM (Notepad) is ignored
     except FileNotFoundError:
-        raise DataError("catalog file not found (check $VECPIPE_CATALOG)", path) from None
+        raise NoInputError(f"{path}: catalog file not found (check $VECPIPE_CATALOG)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"invalid catalog JSON: {exc}", path) from None
     except OSError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import shutil
 import socket
 import time
 import urllib.error
@@ -155,6 +156,12 @@ def _download_once(url: str, part: Path, opts: FetchOptions, desc: str, expected
             part.unlink(missing_ok=True)  # what is there belongs to another file
             raise _Skip(f"the server announces {total} bytes, the catalog says {expected}")
         limit = expected if expected is not None else total
+        if limit is not None and limit > have:
+            # a 16 GB file on a disk with 10 GB free fails now, not after an hour of download
+            free = shutil.disk_usage(part.parent).free
+            if limit - have > free:
+                raise OutputError(f"{desc}: the download needs {limit - have} bytes but only {free} are free "
+                                  f"in {part.parent}; free some space (or set $VECPIPE_HOME) and fetch again")
         received = 0
         bar = progress(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
         try:
@@ -163,7 +170,9 @@ def _download_once(url: str, part: Path, opts: FetchOptions, desc: str, expected
                     # one byte past the limit is enough to know the body is too long
                     want = CHUNK if limit is None else min(CHUNK, limit - have - received + 1)
                     try:
-                        chunk = resp.read(want)
+                        # read1: what has arrived (up to `want`), so a slow server's bytes reach the
+                        # file, the bar and the deadline check as they come, not a megabyte at a time
+                        chunk = resp.read1(want)
                     except (OSError, http.client.HTTPException) as exc:
                         raise _Retry(f"connection lost: {_describe(exc)}", restarted=restarted) from None
                     if not chunk:
@@ -176,7 +185,8 @@ def _download_once(url: str, part: Path, opts: FetchOptions, desc: str, expected
                         part.unlink(missing_ok=True)
                         what = "the catalog declares" if expected is not None else "it announced"
                         raise _Skip(f"the server sends more than the {limit} bytes {what}; stopped reading")
-                    if deadline is not None and time.monotonic() > deadline:
+                    complete = limit is not None and have + received == limit
+                    if deadline is not None and time.monotonic() > deadline and not complete:
                         fh.close()
                         raise _max_time_error(desc, opts, part)
         except OSError as exc:

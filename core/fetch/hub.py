@@ -11,7 +11,7 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vecpipe.core.errors import UnavailableError
+from vecpipe.core.errors import UnavailableError, UsageError
 from vecpipe.core.fetch import catalog
 from vecpipe.core.fetch.catalog import Entry
 from vecpipe.core.fetch.http import check_url
@@ -97,7 +97,10 @@ def fetch_hub(e: Entry, opts: FetchOptions) -> Path:
     offline = opts.is_offline("HF_HUB_OFFLINE")
     endpoint = os.environ.get("HF_ENDPOINT") or None
     if endpoint:
-        check_url(endpoint, opts.allow_http)
+        try:
+            check_url(endpoint, opts.allow_http)
+        except UsageError as exc:  # the user may not remember setting it: name the variable
+            raise UsageError(f"HF_ENDPOINT={exc}") from None
     kwargs = dict(repo_id=e.hf_id, repo_type=e.hf_repo_type, revision=e.revision, cache_dir=str(catalog.hf_cache_dir()),
                   local_files_only=offline, etag_timeout=opts.timeout)
     if endpoint:

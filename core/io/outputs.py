@@ -141,7 +141,8 @@ def acquire_lock(lock_path: Path, shown):
         try:
             fh = open(lock_path, "a+")
         except OSError as exc:
-            raise CannotCreateError(f"{shown}: cannot create {lock_path.name}: {exc.strerror or exc}") from None
+            # the lock is the first file made beside the output: name the folder, not vecpipe's lock file
+            raise CannotCreateError(f"{shown}: cannot create files in {lock_path.parent}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
