@@ -65,6 +65,12 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     from vecpipe.core.io.outputs import open_output
 
     needs_model = model_opts["model"] is not None or index_path is None
+    if analogy_flag and metric != "cosine":  # answered by cosine whatever --metric says: refuse, never ignore
+        raise UsageError("--analogy ranks by cosine (3CosAdd, 3CosMul, as gensim's most_similar); drop --metric")
+    if analogy_flag and (faiss_spec or faiss_index):
+        raise UsageError("--analogy searches every word exactly; --faiss and --faiss-index are for neighbour queries")
+    if not analogy_flag and _given("method"):
+        raise UsageError("--method picks how --analogy answers a b c; give --analogy")
     if use_query_prompt and prompt:  # as encode refuses it
         raise UsageError("--query and --prompt both set a prompt; use one")
     if use_query_prompt and not needs_model:  # vector queries take no prompt: say so rather than ignore it
@@ -81,9 +87,7 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
         if index is None:
             raise UsageError("--faiss needs --index")
         if faiss_index:
-            given = click.get_current_context().get_parameter_source("metric")
-            explicit = given not in (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
-            metric = load_faiss(index, faiss_index, metric if explicit else None)
+            metric = load_faiss(index, faiss_index, metric if _given("metric") else None)
         else:
             build_faiss(index, faiss_spec, metric)
             if save_index:
@@ -103,3 +107,9 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
             label = rec.get(text_field, rec.get("id", rec.get("row", " ".join(rec.get("analogy", [])))))
             for rank, hit in enumerate(rec.get("neighbors") or [], 1):
                 out.write(f"{label}\t{rank}\t{hit['id']}\t{hit['score']:.6g}\n".encode())
+
+
+def _given(option: str) -> bool:
+    """Whether the user gave the option (on the command line or by an environment variable), not its default."""
+    source = click.get_current_context().get_parameter_source(option)
+    return source not in (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)

@@ -105,7 +105,7 @@ def load_index(path, *, ids_path=None, id_field: str = "id", vector_field: str =
     from vecpipe.core.search.sharded import is_sharded_index, load_sharded_index
 
     p = Path(path)
-    if not is_vecdir(p) and is_sharded_index(p):
+    if not is_vecdir(p) and (is_sharded_index(p) or (p.suffix == ".parquet" and p.is_file())):  # one file: one shard
         if ids_path:
             raise UsageError("--ids is for one .npy; a sharded index keeps its ids in its shards")
         return load_sharded_index(p, id_field=id_field, vector_field=vector_field)

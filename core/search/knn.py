@@ -184,6 +184,8 @@ def answer_analogies(triples, index: Index, opts: KnnOptions, method: str, stats
             rec["neighbors"] = None
             rec["error"] = "not in the vocabulary: " + " ".join(missing)
             stats.oov += 1
+            if len(stats.oov_examples) < 5:
+                stats.oov_examples.append(missing[0])
         else:
             known.append(rec)
             idx.append(rows)
@@ -191,6 +193,8 @@ def answer_analogies(triples, index: Index, opts: KnnOptions, method: str, stats
     if idx:
         a, b, c = np.asarray(idx).T
         scores, rows = analogy(index.vectors, a, b, c, k=opts.k, method=method)
+        if opts.min_score is not None:  # as topk drops them for plain queries
+            rows = np.where(scores >= opts.min_score, rows, -1)
         for rec, lst in zip(known, neighbor_lists(index, scores, rows)):
             rec["neighbors"] = lst
     stats.queries += len(out)

@@ -3,6 +3,7 @@ transform, write any other. The steps are plain functions on WordVectors."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -43,6 +44,8 @@ def output_format_for(path, explicit: str | None, sparse: bool = False) -> str:
         return canonical_format(explicit)
     if path in (None, "-") or is_special_output(path):
         return "sparse" if sparse else "word2vec"
+    if str(path).endswith(("/", os.sep)):  # `-o zhihu.vec/`: the slash says folder, whatever the name
+        return "vecdir"
     name = strip_compression_suffix(str(path)).lower()
     for suffix, fmt in ((".bin", "word2vec-bin"), (".jsonl", "jsonl"), (".vec", "word2vec"), (".txt", "word2vec"),
                         (".parquet", "parquet")):

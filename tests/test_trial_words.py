@@ -1,0 +1,108 @@
+"""A new user's trial of the word-vector commands (convert, knn, sim, eval
+analogy/similarity): each test pins one thing a user tripped on, on the real
+small vectors where they matter (pku-morpheme-cbow.50d.txt as published)."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+
+def _flat(stdout):
+    return [line.split("\t") for line in stdout.splitlines()]
+
+
+@pytest.fixture
+def pku_vecdir(tmp_path, invoke, pku):
+    out = tmp_path / "pku.vecdir"
+    r = invoke("convert", pku, "-o", out)
+    assert r.exit_code == 0, r.stderr
+    return out
+
+
+# ---------------------------------------------------------------- convert
+
+
+def test_output_named_with_a_trailing_slash_is_a_vecdir(tmp_path, invoke, pku):
+    """`vecpipe convert sgns.zhihu.word.bz2 -o zhihu.vec/` (the first example of
+    convert --help): the slash says folder, so a vecdir, not a text file `zhihu.vec`."""
+    r = invoke("convert", pku, "-o", f"{tmp_path / 'zhihu.vec'}/")
+    assert r.exit_code == 0, r.stderr
+    out = tmp_path / "zhihu.vec"
+    assert out.is_dir()
+    assert (out / "vocab.txt").read_text(encoding="utf-8").split("\n")[:2] == ["上市", "上网"]
+    assert np.load(out / "vectors.npy").shape == (583, 50)
+    assert json.loads((out / "meta.json").read_text())["rows"] == 583
+
+
+def test_a_pickled_gensim_file_is_named_as_such_by_convert(tmp_path, invoke):
+    """knn -m model.kv already says what a pickle is; convert said 'cannot find a vector'."""
+    kv = tmp_path / "model.kv"
+    kv.write_bytes(pickle.dumps({"not": "vectors"}, protocol=4))
+    r = invoke("convert", kv, "-o", tmp_path / "out.vecdir")
+    assert r.exit_code == 65
+    assert r.stderr.count("\n") == 1 and "pickled" in r.stderr and "save_word2vec_format" in r.stderr
+    assert not (tmp_path / "out.vecdir").exists()
+    r = invoke("convert", "-", input=kv.read_bytes())  # stdin too
+    assert r.exit_code == 65 and "pickled" in r.stderr
+
+
+# ---------------------------------------------------------------- knn --analogy
+
+
+def test_analogy_oov_warning_names_the_unknown_word(invoke, pku_vecdir):
+    r = invoke("knn", "-m", pku_vecdir, "--analogy", "上市", "股票", "不存在的词", "-k", "1")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["error"] == "not in the vocabulary: 不存在的词"
+    assert "(e.g. 不存在的词)" in r.stderr and "(e.g. -)" not in r.stderr
+
+
+def test_analogy_min_score_drops_weak_answers(invoke, pku_vecdir):
+    """--min-score was ignored by --analogy; 3CosAdd scores as gensim's most_similar."""
+    r = invoke("knn", "-m", pku_vecdir, "--analogy", "上市", "股票", "上网", "-k", "3", "--flat")
+    assert r.exit_code == 0, r.stderr
+    rows = _flat(r.stdout)
+    assert [w for _, _, w, _ in rows] == ["电话", "发票", "账单"]  # gensim: most_similar(positive=[股票, 上网], negative=[上市])
+    r = invoke("knn", "-m", pku_vecdir, "--analogy", "上市", "股票", "上网", "-k", "3", "--flat", "--min-score", "0.75")
+    assert r.exit_code == 0, r.stderr
+    assert [w for _, _, w, _ in _flat(r.stdout)] == ["电话"]
+
+
+@pytest.mark.parametrize("extra, what", [
+    (["--metric", "euclidean"], "--metric"),
+    (["--metric", "dot"], "--metric"),
+    (["--faiss", "Flat"], "--faiss"),
+])
+def test_analogy_refuses_options_it_would_ignore(invoke, pku_vecdir, extra, what):
+    r = invoke("knn", "-m", pku_vecdir, "--index", pku_vecdir, "--analogy", "上市", "股票", "上网", *extra)
+    assert r.exit_code == 64, r.stderr
+    assert what in r.stderr and r.stdout == ""
+
+
+def test_method_without_analogy_is_a_usage_error(invoke, pku_vecdir):
+    r = invoke("knn", "-m", pku_vecdir, "--method", "mul", "上市")
+    assert r.exit_code == 64 and "--analogy" in r.stderr
+    r = invoke("knn", "-m", pku_vecdir, "--method", "add", "--analogy", "上市", "股票", "上网", "-k", "1")
+    assert r.exit_code == 0, r.stderr
+
+
+# ---------------------------------------------------------------- knn --index FILE.parquet
+
+
+def test_a_parquet_file_is_an_index(tmp_path, invoke, pku_vecdir):
+    """convert's Parquet (word + vector columns) as --index: it was read as JSONL
+    ('invalid UTF-8'); its ids are the words, as in a JSONL {word, vector} index."""
+    pq_file = tmp_path / "pku.parquet"
+    assert invoke("convert", pku_vecdir, "-o", pq_file).exit_code == 0
+    want = invoke("knn", "-m", pku_vecdir, "--index", pku_vecdir, "上市", "-k", "3", "--flat")
+    assert want.exit_code == 0, want.stderr
+    assert [w for _, _, w, _ in _flat(want.stdout)] == ["上市", "股票", "市场"]
+    r = invoke("knn", "-m", pku_vecdir, "--index", pq_file, "上市", "-k", "3", "--flat")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == want.stdout
+    folder = tmp_path / "shards"  # a folder of such shards: the words too
+    folder.mkdir()
+    pq_file.rename(folder / "part-0.parquet")
+    r = invoke("knn", "-m", pku_vecdir, "--index", folder, "上市", "-k", "3", "--flat")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == want.stdout
