@@ -106,3 +106,33 @@ def test_a_parquet_file_is_an_index(tmp_path, invoke, pku_vecdir):
     r = invoke("knn", "-m", pku_vecdir, "--index", folder, "上市", "-k", "3", "--flat")
     assert r.exit_code == 0, r.stderr
     assert r.stdout == want.stdout
+
+
+# ---------------------------------------------------------------- progress on a terminal
+
+
+@pytest.mark.parametrize("analogy", [False, True])
+def test_knn_query_stream_shows_progress_on_a_terminal_only(tmp_path, pku_vecdir, analogy):
+    """A long stream of queries (a million words against a big vocabulary takes
+    minutes) showed nothing on a terminal; now a bar counts the queries answered."""
+    import io
+
+    from vecpipe.cli.main import main
+    from vecpipe.core.io.env import Environment
+
+    words = (pku_vecdir / "vocab.txt").read_text(encoding="utf-8").split("\n")[:30]
+    lines = [" ".join(words[i : i + 3]) for i in range(0, 30, 3)] if analogy else words
+    queries = tmp_path / "q.txt"
+    queries.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["knn", "-m", str(pku_vecdir), "--queries", str(queries), "-k", "2", *(["--analogy"] if analogy else [])]
+    outputs = []
+    for tty in (True, False):
+        out, err = io.BytesIO(), io.StringIO()
+        env = Environment(stdin=io.BytesIO(), stdout=out, stderr=err, stderr_isatty=tty, debug=False)
+        assert main(args, env=env) == 0, err.getvalue()
+        outputs.append(out.getvalue())
+        if tty:
+            assert f"{len(lines)} queries" in err.getvalue()
+        else:
+            assert err.getvalue() == ""
+    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == len(lines)

@@ -10,6 +10,7 @@ import numpy as np
 
 from vecpipe.core.errors import DataError, UsageError
 from vecpipe.core.io.inputs import display_name
+from vecpipe.core.io.progress import progress
 from vecpipe.core.search.faiss import faiss_search
 from vecpipe.core.search.gpu import search_on_device
 from vecpipe.core.search.index import Index
@@ -221,15 +222,21 @@ def run_knn(args: list[str], src, index: Index | None, encoder, opts: KnnOptions
                 raise UsageError("--analogy takes three words: a b c (a is to b as c is to ?)")
         else:
             blocks = read_triples(src)
-        for triples in blocks:
-            yield from answer_analogies(triples, index, opts, analogy_method, stats)
+        with progress(unit=" queries", desc="knn", disable=bool(args)) as bar:
+            for triples in blocks:
+                out = answer_analogies(triples, index, opts, analogy_method, stats)
+                bar.update(len(out))
+                yield from out
     elif args:
         yield from answer_block("texts", args, [{} for _ in args], index, opts, encoder, stats, word_mode)
     else:
         source = display_name(src)
-        for kind, payload, records, first in read_query_stream(src, opts):
-            yield from answer_block(kind, payload, records, index, opts, encoder, stats, word_mode and kind == "texts",
-                                    first=first, source=source)
+        with progress(unit=" queries", desc="knn") as bar:  # a stream may take minutes
+            for kind, payload, records, first in read_query_stream(src, opts):
+                out = answer_block(kind, payload, records, index, opts, encoder, stats, word_mode and kind == "texts",
+                                   first=first, source=source)
+                bar.update(len(out))
+                yield from out
     if stats.oov:
         log.warning("%d of %d queries not in the vocabulary (e.g. %s)", stats.oov, stats.queries,
                     ", ".join(stats.oov_examples) or "-")
