@@ -136,3 +136,18 @@ def test_knn_query_stream_shows_progress_on_a_terminal_only(tmp_path, pku_vecdir
         else:
             assert err.getvalue() == ""
     assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == len(lines)
+
+
+# ---------------------------------------------------------------- sim
+
+
+def test_sim_matrix_warns_of_texts_with_no_known_word(tmp_path, invoke, pku_vecdir):
+    """Pairs give such a side null with a reason; --matrix gave silent 0.0 rows."""
+    texts = tmp_path / "words.txt"
+    texts.write_text("上市\n股票\n不存在\n", encoding="utf-8")
+    r = invoke("sim", "-m", pku_vecdir, "--matrix", texts)
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(line)["scores"] for line in r.stdout.splitlines()]
+    assert rows[0][1] == pytest.approx(0.8693774, abs=1e-6)  # gensim: similarity('上市', '股票')
+    assert rows[2] == [0.0, 0.0, 0.0]
+    assert "1 of 3 texts have no known word" in r.stderr and "不存在" in r.stderr
