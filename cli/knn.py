@@ -78,6 +78,9 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     if prompt and not needs_model:  # the same: a prompt goes before text, and vector queries have none
         raise UsageError("--prompt is put before text queries, which need -m MODEL; vector queries take no prompt")
     encoder = model_spec(**model_opts).load() if needs_model else None
+    if prompt and index_path is None and encoder.word_vectors is not None:
+        raise UsageError("--prompt goes before texts a model encodes; the words of -m word vectors are looked up, "
+                         "not encoded (give --index to search texts)")
     if use_query_prompt:
         prompt = catalog_query_prompt(model_opts["model"]) or getattr(encoder, "query_prompt", None)
     if save_index and not faiss_spec:
@@ -85,7 +88,8 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     index = load_index(index_path, ids_path=ids_path, id_field=id_field) if index_path else None
     if faiss_spec or faiss_index:
         if index is None:
-            raise UsageError("--faiss needs --index")
+            words = model_opts["model"] or "WORDS.vecdir"  # the model's own words are searched exactly unless indexed
+            raise UsageError(f"--faiss needs --index; for the words of -m, give --index {words} --exclude-self")
         if faiss_index:
             metric = load_faiss(index, faiss_index, metric if _given("metric") else None)
         else:

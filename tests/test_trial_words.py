@@ -151,3 +151,21 @@ def test_sim_matrix_warns_of_texts_with_no_known_word(tmp_path, invoke, pku_vecd
     assert rows[0][1] == pytest.approx(0.8693774, abs=1e-6)  # gensim: similarity('上市', '股票')
     assert rows[2] == [0.0, 0.0, 0.0]
     assert "1 of 3 texts have no known word" in r.stderr and "不存在" in r.stderr
+
+
+def test_faiss_on_the_model_words_says_how(invoke, pku_vecdir):
+    """`knn -m words.vecdir --faiss HNSW32 上市` said only '--faiss needs --index';
+    the command it points to gives the exact answer (the query word left out)."""
+    r = invoke("knn", "-m", pku_vecdir, "--faiss", "Flat", "上市")
+    assert r.exit_code == 64
+    assert f"--index {pku_vecdir} --exclude-self" in r.stderr
+    r = invoke("knn", "-m", pku_vecdir, "--index", pku_vecdir, "--exclude-self", "--faiss", "Flat", "上市", "-k", "3",
+               "--flat")
+    assert r.exit_code == 0, r.stderr
+    assert [w for _, _, w, _ in _flat(r.stdout)] == ["股票", "市场", "商标"]  # gensim most_similar('上市', topn=3)
+
+
+def test_prompt_is_refused_where_words_are_looked_up(invoke, pku_vecdir):
+    """Words among -m word vectors are looked up, never encoded: a --prompt was dropped silently."""
+    r = invoke("knn", "-m", pku_vecdir, "--prompt", "query: ", "上市")
+    assert r.exit_code == 64 and "--prompt" in r.stderr and r.stdout == ""
