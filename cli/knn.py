@@ -9,7 +9,7 @@ from vecpipe.cli.options import model_spec, model_options, output_option, text_f
 @click.command()
 @click.argument("queries", nargs=-1)
 @click.option("--index", "index_path", type=click.Path(),
-              help="What to search: a vecdir, an .npy (ids from --ids), JSONL with vectors, or a folder or quoted glob of "
+              help="What to search: a vecdir, an .npy (ids from --ids), JSONL with vectors, a .parquet, or a folder or quoted glob of "
                    "shards (encode's sharded output, or .npy files with NAME.ids.jsonl). Default: the -m word vectors.")
 @click.option("--ids", "ids_path", type=click.Path(dir_okay=False), help="One id per index row (JSONL or lines).")
 @click.option("--queries", "src", type=click.Path(allow_dash=True), default="-", show_default=True,

@@ -169,3 +169,85 @@ def test_prompt_is_refused_where_words_are_looked_up(invoke, pku_vecdir):
     """Words among -m word vectors are looked up, never encoded: a --prompt was dropped silently."""
     r = invoke("knn", "-m", pku_vecdir, "--prompt", "query: ", "上市")
     assert r.exit_code == 64 and "--prompt" in r.stderr and r.stdout == ""
+
+
+# ---------------------------------------------------------------- sparse PPMI vectors (the CWV sparse format)
+
+
+def _write_sparse(path, words, m):
+    """The Chinese-Word-Vectors sparse text: `N D`, then `word idx:val ...` (a row may be empty)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"{len(words)} {m.shape[1]}\n")
+        for w, row in zip(words, m):
+            nz = np.flatnonzero(row)
+            f.write(" ".join([w] + [f"{j}:{float(row[j])!r}" for j in nz]) + "\n")
+    return path
+
+
+@pytest.fixture
+def ppmi(tmp_path):
+    rng = np.random.default_rng(3)
+    words = ["甲", "乙", "丙", "丁", "戊", "己", "庚", "辛", "壬", "癸", "子", "丑"]
+    m = rng.gamma(1.0, 1.0, (len(words), 40)).astype(np.float32) * (rng.random((len(words), 40)) < 0.4)
+    return _write_sparse(tmp_path / "ppmi.txt", words, m), words, m
+
+
+def test_eval_similarity_on_sparse_vectors_is_the_dense_figure(tmp_path, invoke, ppmi):
+    """It was exit 70 (internal error); the CWV toolkit scores PPMI similarity on the sparse rows."""
+    from scipy.stats import pearsonr
+
+    path, words, m = ppmi
+    pairs = [(words[i], words[j], float(s)) for (i, j), s in zip([(0, 1), (0, 2), (3, 4), (5, 6), (7, 1), (2, 9)],
+                                                                  [9.0, 7.5, 6.0, 3.0, 1.5, 0.5])]
+    data = tmp_path / "pairs.txt"
+    data.write_text("".join(f"{a}\t{b}\t{s}\n" for a, b, s in pairs), encoding="utf-8")
+    r = invoke("-q", "eval", "similarity", "-m", path, data)
+    assert r.exit_code == 0, r.stderr
+    got = json.loads(r.stdout)["metrics"]
+    x = m.astype(np.float64) / np.linalg.norm(m.astype(np.float64), axis=1, keepdims=True)
+    cos = [float(x[words.index(a)] @ x[words.index(b)]) for a, b, _ in pairs]
+    assert got["pearson"] == pytest.approx(pearsonr([s for *_, s in pairs], cos).statistic, abs=1e-9)
+    dense = tmp_path / "dense.vec"
+    assert invoke("convert", path, "--to", "word2vec", "-o", dense).exit_code == 0
+    r = invoke("-q", "eval", "similarity", "-m", dense, data)
+    assert json.loads(r.stdout)["metrics"]["spearman"] == pytest.approx(got["spearman"], abs=1e-12)
+
+
+def test_convert_svd_makes_sparse_ppmi_dense(tmp_path, invoke, ppmi):
+    """knn, sim and eval analogy refuse sparse vectors and say 'convert with --svd
+    first', but convert had no --svd: U S^0.5 of the truncated SVD, as train-w2v's."""
+    path, words, m = ppmi
+    out = tmp_path / "svd.vecdir"
+    r = invoke("convert", path, "--svd", "4", "-o", out)
+    assert r.exit_code == 0, r.stderr
+    got = np.load(out / "vectors.npy")
+    u, s, _ = np.linalg.svd(m.astype(np.float64), full_matrices=False)
+    want = u[:, :4] * s[:4] ** 0.5
+    want *= np.sign(want[np.argmax(np.abs(u[:, :4]), axis=0), np.arange(4)])  # each column's largest |entry| positive
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert (out / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1] == words
+    assert json.loads((out / "meta.json").read_text())["made_by"]["options"]["svd"] == 4
+    r = invoke("knn", "-m", out, "甲", "-k", "1")  # now searchable
+    assert r.exit_code == 0, r.stderr
+    r = invoke("convert", path, "--svd", "4", "--svd-eig", "0", "--to", "word2vec")
+    assert r.exit_code == 0, r.stderr
+    np.testing.assert_allclose(np.loadtxt(r.stdout.splitlines()[1:], usecols=range(1, 5)), want / s[:4] ** 0.5,
+                               atol=1e-4)
+
+
+def test_convert_svd_refuses_dense_input_and_too_many_dimensions(invoke, ppmi, pku):
+    r = invoke("convert", pku, "--svd", "4")
+    assert r.exit_code == 64 and "sparse" in r.stderr
+    r = invoke("convert", ppmi[0], "--svd", "12")
+    assert r.exit_code == 64 and "--svd 12" in r.stderr
+
+
+@pytest.mark.parametrize("cmd", [["knn", "甲"], ["eval", "analogy", "ANALOGIES"], ["sim", "PAIRS"]])
+def test_sparse_refusals_name_convert_svd(tmp_path, invoke, ppmi, cmd):
+    vecdir = tmp_path / "ppmi.vecdir"
+    assert invoke("convert", ppmi[0], "-o", vecdir).exit_code == 0
+    (tmp_path / "a.txt").write_text("甲 乙 丙 丁\n", encoding="utf-8")
+    (tmp_path / "p.tsv").write_text("甲\t乙\n", encoding="utf-8")
+    cmd = [{"ANALOGIES": tmp_path / "a.txt", "PAIRS": tmp_path / "p.tsv"}.get(c, c) for c in cmd]
+    r = invoke(*cmd[:-1], "-m", vecdir, cmd[-1])
+    assert r.exit_code == 64 and "vecpipe convert" in r.stderr and "--svd" in r.stderr
