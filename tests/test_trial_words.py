@@ -251,3 +251,16 @@ def test_sparse_refusals_name_convert_svd(tmp_path, invoke, ppmi, cmd):
     cmd = [{"ANALOGIES": tmp_path / "a.txt", "PAIRS": tmp_path / "p.tsv"}.get(c, c) for c in cmd]
     r = invoke(*cmd[:-1], "-m", vecdir, cmd[-1])
     assert r.exit_code == 64 and "vecpipe convert" in r.stderr and "--svd" in r.stderr
+
+
+@pytest.mark.parametrize("cmd", [["knn", "-m", "VECDIR", "上市"], ["convert", "VECDIR", "--to", "word2vec"],
+                                 ["sim", "-m", "VECDIR", "PAIRS"]])
+def test_a_file_output_named_with_a_trailing_slash_is_refused(tmp_path, invoke, pku_vecdir, cmd):
+    """`-o results/` wrote a FILE named results; the slash says folder (as cp and mv read it)."""
+    pairs = tmp_path / "p.tsv"
+    pairs.write_text("上市\t股票\n", encoding="utf-8")
+    cmd = [{"VECDIR": pku_vecdir, "PAIRS": pairs}.get(c, c) for c in cmd]
+    r = invoke(*cmd, "-o", f"{tmp_path / 'results'}/")
+    assert r.exit_code == 73, r.stderr
+    assert "results/" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "results").exists()
