@@ -264,3 +264,23 @@ def test_a_file_output_named_with_a_trailing_slash_is_refused(tmp_path, invoke, 
     assert r.exit_code == 73, r.stderr
     assert "results/" in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "results").exists()
+
+
+def test_sim_matrix_too_large_for_memory_is_not_an_internal_error(tmp_path, pku_vecdir):
+    """200,000 lines to --matrix ended in 'internal error: MemoryError' (exit 70);
+    the size is the user's request: say it, and what to use instead."""
+    import resource
+    import subprocess
+    import sys
+
+    texts = tmp_path / "many.txt"
+    texts.write_text("".join(f"上市{i}\n" for i in range(40_000)), encoding="utf-8")  # 40k x 40k float32: 6 GiB
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    p = subprocess.run([sys.executable, "-m", "vecpipe", "sim", "-m", str(pku_vecdir), "--matrix", str(texts), "-o",
+                        str(tmp_path / "m.npy")], preexec_fn=limit, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 64, p.stderr
+    assert "40,000 x 40,000" in p.stderr and "vecpipe knn" in p.stderr and "internal error" not in p.stderr
+    assert not (tmp_path / "m.npy").exists()
