@@ -284,3 +284,31 @@ def test_sim_matrix_too_large_for_memory_is_not_an_internal_error(tmp_path, pku_
     assert p.returncode == 64, p.stderr
     assert "40,000 x 40,000" in p.stderr and "vecpipe knn" in p.stderr and "internal error" not in p.stderr
     assert not (tmp_path / "m.npy").exists()
+
+
+def test_k_beyond_the_index_is_the_whole_index_in_bounded_memory(tmp_path, pku_vecdir):
+    """-k 1000000000 against a 583-row index was killed by the kernel (137, all the
+    machine's memory taken by padding); analogies listed the question words, -inf."""
+    import resource
+    import subprocess
+    import sys
+
+    q = tmp_path / "q.npy"
+    np.save(q, np.load(pku_vecdir / "vectors.npy")[:3])
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    def run(*args):
+        p = subprocess.run([sys.executable, "-m", "vecpipe", "knn", *map(str, args), "-k", "1000000000", "--flat"],
+                           preexec_fn=limit, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        return _flat(p.stdout)
+
+    rows = run("--index", pku_vecdir, "--queries", q)
+    assert len(rows) == 3 * 583 and rows[0][2] == "上市" and rows[1][2] == "股票"
+    rows = run("--index", pku_vecdir, "--queries", q, "--exclude-self")
+    assert len(rows) == 3 * 582 and "上市" not in [w for label, _, w, _ in rows if label == "0"]
+    rows = run("-m", pku_vecdir, "--analogy", "上市", "股票", "上网")
+    assert len(rows) == 580 and not {"上市", "股票", "上网"} & {w for *_, w, _ in rows}
+    assert all(s != "-inf" for *_, s in rows)

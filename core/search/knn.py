@@ -4,7 +4,7 @@ The job: search dispatch (faiss, GPU, exact CPU), queries -> output records."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -215,6 +215,8 @@ def run_knn(args: list[str], src, index: Index | None, encoder, opts: KnnOptions
         wv = encoder.word_vectors
         index = Index(wv.vectors, wv.words, encoder.name, lookup=wv.index)
         word_mode = True
+    if opts.k > index.vectors.shape[0]:  # no more neighbours than rows: -k 1000000000 must not pad a billion columns
+        opts = replace(opts, k=max(1, index.vectors.shape[0]))
     if analogy_method:
         if args:
             blocks = [[tuple(args)]] if len(args) == 3 else None
