@@ -18,7 +18,8 @@ from vecpipe.cli.options import model_spec, model_options, output_option, text_f
 @output_option()
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per query.")
 @click.option("--metric", type=click.Choice(["cosine", "dot", "euclidean"]), default="cosine", show_default=True,
-              help="With --faiss-index: the metric recorded when it was saved (another one is refused).")
+              help="The score: cosine, dot product, or minus the euclidean distance (--analogy: cosine only). "
+                   "With --faiss-index: the metric recorded when it was saved (another one is refused).")
 @click.option("--min-score", type=float, help="Drop neighbours scoring below this.")
 @click.option("--exclude-self", is_flag=True,
               help="Leave out the index row that is the query: the row with the query's id (--id-field; a text query: "
