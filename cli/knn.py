@@ -5,6 +5,9 @@ import click
 
 from vecpipe.cli.options import model_spec, model_options, output_option, text_field_option
 
+# the static model drops a prompt (a word is looked up, a text averaged): refuse it rather than ignore it
+PROMPT_WORD_VECTORS = "--prompt is for models that encode texts; word vectors look words up and average them"
+
 
 @click.command()
 @click.argument("queries", nargs=-1)
@@ -79,9 +82,8 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     if prompt and not needs_model:  # the same: a prompt goes before text, and vector queries have none
         raise UsageError("--prompt is put before text queries, which need -m MODEL; vector queries take no prompt")
     encoder = model_spec(**model_opts).load() if needs_model else None
-    if prompt and index_path is None and encoder.word_vectors is not None:
-        raise UsageError("--prompt goes before texts a model encodes; the words of -m word vectors are looked up, "
-                         "not encoded (give --index to search texts)")
+    if prompt and encoder.word_vectors is not None:
+        raise UsageError(PROMPT_WORD_VECTORS)
     if use_query_prompt:
         prompt = catalog_query_prompt(model_opts["model"]) or getattr(encoder, "query_prompt", None)
     if save_index and not faiss_spec:

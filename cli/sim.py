@@ -82,6 +82,10 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
             write_jsonl(out, ({"row": i, "score": v} for i, v in enumerate(s)))
     else:
         encoder = model_spec(**model_opts).load()
+        if prompt and encoder.word_vectors is not None:
+            from vecpipe.cli.knn import PROMPT_WORD_VECTORS
+
+            raise UsageError(PROMPT_WORD_VECTORS)
         if matrix:
             records, texts = read_texts(src, text_field)
             x = encode_texts(encoder, texts, enc_opts)

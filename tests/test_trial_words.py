@@ -165,10 +165,18 @@ def test_faiss_on_the_model_words_says_how(invoke, pku_vecdir):
     assert [w for _, _, w, _ in _flat(r.stdout)] == ["股票", "市场", "商标"]  # gensim most_similar('上市', topn=3)
 
 
-def test_prompt_is_refused_where_words_are_looked_up(invoke, pku_vecdir):
+def test_prompt_is_refused_where_words_are_looked_up(tmp_path, invoke, pku_vecdir):
     """Words among -m word vectors are looked up, never encoded: a --prompt was dropped silently."""
     r = invoke("knn", "-m", pku_vecdir, "--prompt", "query: ", "上市")
     assert r.exit_code == 64 and "--prompt" in r.stderr and r.stdout == ""
+    # texts averaged from word vectors take no prompt either (the static model drops it): knn --index, sim
+    r = invoke("knn", "-m", pku_vecdir, "--index", pku_vecdir, "--prompt", "query: ", "上市")
+    assert r.exit_code == 64 and "--prompt" in r.stderr and r.stdout == ""
+    pairs = tmp_path / "p.tsv"
+    pairs.write_text("上市\t股票\n", encoding="utf-8")
+    for extra in ([], ["--matrix"]):
+        r = invoke("sim", "-m", pku_vecdir, pairs, "--prompt", "query: ", *extra)
+        assert r.exit_code == 64 and "--prompt" in r.stderr and r.stdout == ""
 
 
 # ---------------------------------------------------------------- sparse PPMI vectors (the CWV sparse format)
