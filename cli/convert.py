@@ -26,9 +26,14 @@ log = logging.getLogger("vecpipe")
 @click.option("--normalize", is_flag=True, help="Scale every vector to unit length.")
 @click.option("--vocab", "vocab", type=click.Path(allow_dash=True), help="Keep only the words listed in this file (one per line).")
 @click.option("--lower", is_flag=True, help="Lowercase the words (the first row wins where two collide).")
+@click.option("--svd", type=click.IntRange(min=1), metavar="DIM",
+              help="Sparse (PPMI) input: write DIM-dimensional dense vectors, U*S^0.5 of its truncated SVD "
+                   "(as train-w2v --model ppmi --svd), which knn, sim and eval analogy can use.")
+@click.option("--svd-eig", type=float, metavar="E", help="--svd: the exponent of S (default 0.5; 0 gives U).")
 @on_error_option
 @unicode_errors_option
-def convert(src, output, src_format, dst_format, limit, dtype, normalize, vocab, lower, on_error, unicode_errors):
+def convert(src, output, src_format, dst_format, limit, dtype, normalize, vocab, lower, svd, svd_eig, on_error,
+            unicode_errors):
     """Convert word vectors between formats.
 
     Reads SRC (a file, a vecdir folder, or - for stdin; .bz2/.gz/.xz/.zip are
@@ -47,7 +52,8 @@ def convert(src, output, src_format, dst_format, limit, dtype, normalize, vocab,
     """
     opts = ConvertOptions(
         src_format=src_format, dst_format=dst_format, limit=limit, dtype=dtype, normalize=normalize,
-        vocab=vocab, lower=lower, on_error=on_error, unicode_errors=unicode_errors,
+        vocab=vocab, lower=lower, svd=svd, svd_eig=svd_eig, on_error=on_error,
+        unicode_errors=unicode_errors,
     )
     stats = ReadStats()
     wv = run_convert(src, output, opts, stats)

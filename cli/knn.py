@@ -5,11 +5,14 @@ import click
 
 from vecpipe.cli.options import model_spec, model_options, output_option, text_field_option
 
+# the static model drops a prompt (a word is looked up, a text averaged): refuse it rather than ignore it
+PROMPT_WORD_VECTORS = "--prompt is for models that encode texts; word vectors look words up and average them"
+
 
 @click.command()
 @click.argument("queries", nargs=-1)
 @click.option("--index", "index_path", type=click.Path(),
-              help="What to search: a vecdir, an .npy (ids from --ids), JSONL with vectors, or a folder or quoted glob of "
+              help="What to search: a vecdir, an .npy (ids from --ids), JSONL with vectors, a .parquet, or a folder or quoted glob of "
                    "shards (encode's sharded output, or .npy files with NAME.ids.jsonl). Default: the -m word vectors.")
 @click.option("--ids", "ids_path", type=click.Path(dir_okay=False), help="One id per index row (JSONL or lines).")
 @click.option("--queries", "src", type=click.Path(allow_dash=True), default="-", show_default=True,
@@ -18,7 +21,8 @@ from vecpipe.cli.options import model_spec, model_options, output_option, text_f
 @output_option()
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per query.")
 @click.option("--metric", type=click.Choice(["cosine", "dot", "euclidean"]), default="cosine", show_default=True,
-              help="With --faiss-index: the metric recorded when it was saved (another one is refused).")
+              help="The score: cosine, dot product, or minus the euclidean distance (--analogy: cosine only). "
+                   "With --faiss-index: the metric recorded when it was saved (another one is refused).")
 @click.option("--min-score", type=float, help="Drop neighbours scoring below this.")
 @click.option("--exclude-self", is_flag=True,
               help="Leave out the index row that is the query: the row with the query's id (--id-field; a text query: "
@@ -65,6 +69,12 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     from vecpipe.core.io.outputs import open_output
 
     needs_model = model_opts["model"] is not None or index_path is None
+    if analogy_flag and metric != "cosine":  # answered by cosine whatever --metric says: refuse, never ignore
+        raise UsageError("--analogy ranks by cosine (3CosAdd, 3CosMul, as gensim's most_similar); drop --metric")
+    if analogy_flag and (faiss_spec or faiss_index):
+        raise UsageError("--analogy searches every word exactly; --faiss and --faiss-index are for neighbour queries")
+    if not analogy_flag and _given("method"):
+        raise UsageError("--method picks how --analogy answers a b c; give --analogy")
     if use_query_prompt and prompt:  # as encode refuses it
         raise UsageError("--query and --prompt both set a prompt; use one")
     if use_query_prompt and not needs_model:  # vector queries take no prompt: say so rather than ignore it
@@ -72,6 +82,8 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     if prompt and not needs_model:  # the same: a prompt goes before text, and vector queries have none
         raise UsageError("--prompt is put before text queries, which need -m MODEL; vector queries take no prompt")
     encoder = model_spec(**model_opts).load() if needs_model else None
+    if prompt and encoder.word_vectors is not None:
+        raise UsageError(PROMPT_WORD_VECTORS)
     if use_query_prompt:
         prompt = catalog_query_prompt(model_opts["model"]) or getattr(encoder, "query_prompt", None)
     if save_index and not faiss_spec:
@@ -79,11 +91,10 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
     index = load_index(index_path, ids_path=ids_path, id_field=id_field) if index_path else None
     if faiss_spec or faiss_index:
         if index is None:
-            raise UsageError("--faiss needs --index")
+            words = model_opts["model"] or "WORDS.vecdir"  # the model's own words are searched exactly unless indexed
+            raise UsageError(f"--faiss needs --index; for the words of -m, give --index {words} --exclude-self")
         if faiss_index:
-            given = click.get_current_context().get_parameter_source("metric")
-            explicit = given not in (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
-            metric = load_faiss(index, faiss_index, metric if explicit else None)
+            metric = load_faiss(index, faiss_index, metric if _given("metric") else None)
         else:
             build_faiss(index, faiss_spec, metric)
             if save_index:
@@ -103,3 +114,9 @@ def knn(queries, index_path, ids_path, src, output, k, metric, min_score, exclud
             label = rec.get(text_field, rec.get("id", rec.get("row", " ".join(rec.get("analogy", [])))))
             for rank, hit in enumerate(rec.get("neighbors") or [], 1):
                 out.write(f"{label}\t{rank}\t{hit['id']}\t{hit['score']:.6g}\n".encode())
+
+
+def _given(option: str) -> bool:
+    """Whether the user gave the option (on the command line or by an environment variable), not its default."""
+    source = click.get_current_context().get_parameter_source(option)
+    return source not in (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)

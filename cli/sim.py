@@ -82,9 +82,18 @@ def sim(src, output, fields, columns, metric, left, right, matrix, stats, plot, 
             write_jsonl(out, ({"row": i, "score": v} for i, v in enumerate(s)))
     else:
         encoder = model_spec(**model_opts).load()
+        if prompt and encoder.word_vectors is not None:
+            from vecpipe.cli.knn import PROMPT_WORD_VECTORS
+
+            raise UsageError(PROMPT_WORD_VECTORS)
         if matrix:
             records, texts = read_texts(src, text_field)
             x = encode_texts(encoder, texts, enc_opts)
+            if encoder.word_vectors is not None and (empty := np.flatnonzero(~x.any(axis=1))).size:
+                # a pair gets null and a reason for such a side; a matrix cannot, so say it
+                logging.getLogger("vecpipe").warning(
+                    "%d of %d texts have no known word (e.g. %r): their vectors are zeros, so their scores say nothing",
+                    len(empty), len(texts), texts[empty[0]])
             m = matrix_scores(x, metric)
             scores_seen = m[np.triu_indices(len(m), 1)].tolist()
             if output and str(output).endswith(".npy"):

@@ -75,8 +75,8 @@ def run_analogy(wv, path, *, methods=("add", "mul"), restrict: int | None = None
     from vecpipe.core.search.topk import analogy
 
     if wv.is_sparse:
-        raise UsageError("analogy needs dense vectors; make dense ones from sparse PPMI first "
-                         "(train-w2v --model ppmi --svd DIM)")
+        raise UsageError("analogy needs dense vectors; make dense ones from sparse PPMI first: "
+                         "vecpipe convert PPMI --svd 300 -o dense.vecdir")
     if restrict is not None and restrict < 1:
         raise UsageError("--restrict-vocab must be >= 1")
     for m in methods:

@@ -62,6 +62,21 @@ def read_word_pairs(path, *, score_column: int | None = None, on_error: str = "s
     return pairs, bad.count
 
 
+def _cosines(wv, a, b) -> np.ndarray:
+    """Cosine of rows a[i] and b[i]; sparse PPMI rows stay sparse (as the
+    Chinese-Word-Vectors toolkit scores them: a dense row may have a million columns)."""
+    if wv.is_sparse:
+        va, vb = wv.vectors[a].astype(np.float64), wv.vectors[b].astype(np.float64)
+        dot = np.asarray(va.multiply(vb).sum(axis=1)).ravel()
+        na = np.sqrt(np.asarray(va.multiply(va).sum(axis=1)).ravel())
+        nb = np.sqrt(np.asarray(vb.multiply(vb).sum(axis=1)).ravel())
+    else:
+        va = np.asarray(wv.vectors[a], dtype=np.float64)
+        vb = np.asarray(wv.vectors[b], dtype=np.float64)
+        dot, na, nb = (va * vb).sum(axis=1), np.linalg.norm(va, axis=1), np.linalg.norm(vb, axis=1)
+    return dot / np.where(na * nb == 0, 1, na * nb)
+
+
 def run_similarity(path, *, wv=None, encoder=None, restrict: int | None = None, case_insensitive: bool = False,
                    zero_unknown: bool = False, score_column: int | None = None, on_error: str = "stop",
                    unicode_errors: str = "strict") -> dict:
@@ -83,10 +98,7 @@ def run_similarity(path, *, wv=None, encoder=None, restrict: int | None = None, 
         oov = int((~ok).sum())
         sims = np.zeros(len(pairs), dtype=np.float64)
         if ok.any():
-            va = np.asarray(wv.vectors[rows[ok, 0]], dtype=np.float64)
-            vb = np.asarray(wv.vectors[rows[ok, 1]], dtype=np.float64)
-            na, nb = np.linalg.norm(va, axis=1), np.linalg.norm(vb, axis=1)
-            sims[ok] = (va * vb).sum(axis=1) / np.where(na * nb == 0, 1, na * nb)
+            sims[ok] = _cosines(wv, rows[ok, 0], rows[ok, 1])
         keep = np.ones(len(pairs), dtype=bool) if zero_unknown else ok
         gold = [p[2] for p, k in zip(pairs, keep) if k]
         model = sims[keep]

@@ -35,6 +35,7 @@ def check_output(path, *, folder: bool = False, replaceable=None) -> None:
     output (vecdir) goes where nothing is, into an empty folder, or over a folder
     that `replaceable(path)` accepts (it returns None, or why not). A device or
     FIFO takes a file, never a folder (UsageError)."""
+    _refuse_folder_name(path, folder)
     if is_special_output(path):
         if folder:
             raise UsageError(f"{path}: a vecdir is a folder and cannot be written into a device or pipe; "
@@ -53,6 +54,13 @@ def check_output(path, *, folder: bool = False, replaceable=None) -> None:
     why = replaceable(target) if replaceable is not None else "it is not empty"
     if why:
         raise CannotCreateError(f"{path}: {why}; vecpipe will not replace it (remove it or pick another name)")
+
+
+def _refuse_folder_name(path, folder: bool) -> None:
+    """`-o results/` names a folder (as cp and mv read the slash): a file output is not written as `results`."""
+    if not folder and str(path).endswith(("/", os.sep)):
+        raise CannotCreateError(f"{path}: names a folder (the trailing slash), but this output is a file; "
+                                "give a file name")
 
 
 def check_distinct(outputs: dict) -> None:
@@ -174,6 +182,7 @@ def atomic_path(path, *, suffix: str = "", folder: bool = False, replaceable=Non
         check_output(path, folder=folder)
         yield Path(path)
         return
+    _refuse_folder_name(path, folder)  # before Path() drops the slash
     target = Path(path)
     if target.is_symlink():
         target = Path(os.path.realpath(target))  # replace the file the link points to, keep the link

@@ -23,7 +23,8 @@ class StaticEncoder(Encoder):
         from vecpipe.core.models.segment import make_tokenizer
 
         if wv.is_sparse:
-            raise UsageError("sparse (PPMI) vectors cannot be mean-pooled directly; convert with --svd first")
+            raise UsageError("sparse (PPMI) vectors cannot be mean-pooled directly; make dense ones first: "
+                             "vecpipe convert PPMI --svd 300 -o dense.vecdir")
         if oov not in ("skip", "char"):
             raise UsageError("--oov must be skip or char")
         self.wv = wv

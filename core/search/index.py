@@ -105,16 +105,17 @@ def load_index(path, *, ids_path=None, id_field: str = "id", vector_field: str =
     from vecpipe.core.search.sharded import is_sharded_index, load_sharded_index
 
     p = Path(path)
-    if not is_vecdir(p) and is_sharded_index(p):
+    if not is_vecdir(p) and (is_sharded_index(p) or (p.suffix == ".parquet" and p.is_file())):  # one file: one shard
         if ids_path:
             raise UsageError("--ids is for one .npy; a sharded index keeps its ids in its shards")
         return load_sharded_index(p, id_field=id_field, vector_field=vector_field)
     if not p.exists():
-        raise NoInputError(f"{path}: no such index (a vecdir, an .npy, or a JSONL with vectors)")
+        raise NoInputError(f"{path}: no such index (a vecdir, an .npy, a JSONL with vectors or a .parquet)")
     if is_vecdir(p):
         wv = open_vecdir(p)
         if wv.is_sparse:
-            raise UsageError(f"{path}: sparse vectors cannot be searched; convert to dense first")
+            raise UsageError(f"{path}: sparse vectors cannot be searched; make dense ones first: "
+                             f"vecpipe convert {path} --svd 300 -o dense.vecdir")
         check_finite(wv.vectors, path)
         return Index(wv.vectors, wv.words, str(path))
     if p.suffix == ".npy":

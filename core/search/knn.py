@@ -4,12 +4,13 @@ The job: search dispatch (faiss, GPU, exact CPU), queries -> output records."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from vecpipe.core.errors import DataError, UsageError
 from vecpipe.core.io.inputs import display_name
+from vecpipe.core.io.progress import progress
 from vecpipe.core.search.faiss import faiss_search
 from vecpipe.core.search.gpu import search_on_device
 from vecpipe.core.search.index import Index
@@ -184,6 +185,8 @@ def answer_analogies(triples, index: Index, opts: KnnOptions, method: str, stats
             rec["neighbors"] = None
             rec["error"] = "not in the vocabulary: " + " ".join(missing)
             stats.oov += 1
+            if len(stats.oov_examples) < 5:
+                stats.oov_examples.append(missing[0])
         else:
             known.append(rec)
             idx.append(rows)
@@ -191,6 +194,8 @@ def answer_analogies(triples, index: Index, opts: KnnOptions, method: str, stats
     if idx:
         a, b, c = np.asarray(idx).T
         scores, rows = analogy(index.vectors, a, b, c, k=opts.k, method=method)
+        if opts.min_score is not None:  # as topk drops them for plain queries
+            rows = np.where(scores >= opts.min_score, rows, -1)
         for rec, lst in zip(known, neighbor_lists(index, scores, rows)):
             rec["neighbors"] = lst
     stats.queries += len(out)
@@ -210,6 +215,8 @@ def run_knn(args: list[str], src, index: Index | None, encoder, opts: KnnOptions
         wv = encoder.word_vectors
         index = Index(wv.vectors, wv.words, encoder.name, lookup=wv.index)
         word_mode = True
+    if opts.k > index.vectors.shape[0]:  # no more neighbours than rows: -k 1000000000 must not pad a billion columns
+        opts = replace(opts, k=max(1, index.vectors.shape[0]))
     if analogy_method:
         if args:
             blocks = [[tuple(args)]] if len(args) == 3 else None
@@ -217,15 +224,21 @@ def run_knn(args: list[str], src, index: Index | None, encoder, opts: KnnOptions
                 raise UsageError("--analogy takes three words: a b c (a is to b as c is to ?)")
         else:
             blocks = read_triples(src)
-        for triples in blocks:
-            yield from answer_analogies(triples, index, opts, analogy_method, stats)
+        with progress(unit=" queries", desc="knn", disable=bool(args)) as bar:
+            for triples in blocks:
+                out = answer_analogies(triples, index, opts, analogy_method, stats)
+                bar.update(len(out))
+                yield from out
     elif args:
         yield from answer_block("texts", args, [{} for _ in args], index, opts, encoder, stats, word_mode)
     else:
         source = display_name(src)
-        for kind, payload, records, first in read_query_stream(src, opts):
-            yield from answer_block(kind, payload, records, index, opts, encoder, stats, word_mode and kind == "texts",
-                                    first=first, source=source)
+        with progress(unit=" queries", desc="knn") as bar:  # a stream may take minutes
+            for kind, payload, records, first in read_query_stream(src, opts):
+                out = answer_block(kind, payload, records, index, opts, encoder, stats, word_mode and kind == "texts",
+                                   first=first, source=source)
+                bar.update(len(out))
+                yield from out
     if stats.oov:
         log.warning("%d of %d queries not in the vocabulary (e.g. %s)", stats.oov, stats.queries,
                     ", ".join(stats.oov_examples) or "-")

@@ -114,9 +114,11 @@ def _shard_ids(f: Path, kind: str, shard: Shard, id_field: str) -> list:
     if kind == "parquet":
         from vecpipe.core.encode.shards import pyarrow
 
-        schema = pyarrow().parquet.read_schema(f)
-        values = pyarrow().parquet.read_table(f, columns=[id_field]).column(0).to_pylist() \
-            if id_field in schema.names else [None] * shard.rows
+        names = pyarrow().parquet.read_schema(f).names
+        # the id column, else the words of a word-vector table (convert's word + vector), as a JSONL index's
+        column = next((c for c in (id_field, "word") if c in names), None)
+        values = pyarrow().parquet.read_table(f, columns=[column]).column(0).to_pylist() \
+            if column else [None] * shard.rows
     else:
         side = f.with_name(f.stem + ".ids.jsonl")
         values = [orjson.loads(line).get("id") for line in side.read_bytes().splitlines() if line.strip()] \

@@ -35,10 +35,15 @@ def pair_scores(x: np.ndarray, y: np.ndarray, metric: str = "cosine") -> np.ndar
 
 def matrix_scores(x: np.ndarray, metric: str = "cosine") -> np.ndarray:
     x = normalize_rows(x) if metric == "cosine" else np.asarray(x, dtype=np.float32)
-    if metric == "euclidean":
-        sq = (x * x).sum(1)
-        return -np.sqrt(np.maximum(sq[:, None] - 2 * x @ x.T + sq[None, :], 0))
-    return x @ x.T
+    try:
+        if metric == "euclidean":
+            sq = (x * x).sum(1)
+            return -np.sqrt(np.maximum(sq[:, None] - 2 * x @ x.T + sq[None, :], 0))
+        return x @ x.T
+    except MemoryError:  # the size is the request, not a bug: say it (a million lines would need terabytes)
+        n = len(x)
+        raise UsageError(f"--matrix of {n:,} texts is {n:,} x {n:,} scores ({n * n * 4 / 2**30:,.1f} GiB), more than "
+                         "this machine can hold; for each text's nearest ones use vecpipe knn --index") from None
 
 
 @dataclass

@@ -275,4 +275,5 @@ def analogy(matrix, a, b, c, *, k: int = 1, method: str = "add", restrict: int |
         width = best_s.shape[1]
         out_s[qs : qs + len(qa), :width] = np.take_along_axis(best_s, order, axis=1)
         out_i[qs : qs + len(qa), :width] = np.take_along_axis(best_i, order, axis=1)
+    out_i[np.isneginf(out_s)] = -1  # k beyond the candidates: the question words (-inf) are never answers
     return out_s, out_i

@@ -3,6 +3,7 @@ transform, write any other. The steps are plain functions on WordVectors."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,6 +32,8 @@ class ConvertOptions:
     normalize: bool = False
     vocab: str | None = None
     lower: bool = False
+    svd: int | None = None  # sparse PPMI in, dense out: U S^svd_eig of the truncated SVD (train-w2v's --svd)
+    svd_eig: float | None = None  # None: 0.5, as train-w2v
     on_error: str = "stop"
     unicode_errors: str = "strict"
 
@@ -43,6 +46,8 @@ def output_format_for(path, explicit: str | None, sparse: bool = False) -> str:
         return canonical_format(explicit)
     if path in (None, "-") or is_special_output(path):
         return "sparse" if sparse else "word2vec"
+    if str(path).endswith(("/", os.sep)):  # `-o zhihu.vec/`: the slash says folder, whatever the name
+        return "vecdir"
     name = strip_compression_suffix(str(path)).lower()
     for suffix, fmt in ((".bin", "word2vec-bin"), (".jsonl", "jsonl"), (".vec", "word2vec"), (".txt", "word2vec"),
                         (".parquet", "parquet")):
@@ -97,8 +102,21 @@ def l2_normalize(wv: WordVectors) -> WordVectors:
     return replace(wv, vectors=normalize_rows(wv.vectors))
 
 
+def svd_dense(wv: WordVectors, dim: int, eig: float, name: str) -> WordVectors:
+    """Dense vectors from sparse PPMI ones (the Chinese-Word-Vectors ppmi files),
+    exactly as train-w2v --model ppmi --svd makes them from a corpus."""
+    from vecpipe.core.train.ppmi import svd_vectors
+
+    if not wv.is_sparse:
+        raise UsageError(f"--svd factorizes sparse (PPMI) vectors; {name} holds dense ones")
+    vectors, _, _ = svd_vectors(wv.vectors, dim, eig, seed=0)
+    return replace(wv, vectors=vectors)
+
+
 def convert(src, dst, opts: ConvertOptions, stats: ReadStats | None = None) -> WordVectors:
     stats = stats if stats is not None else ReadStats()
+    if opts.svd_eig is not None and opts.svd is None:
+        raise UsageError("--svd-eig weighs the vectors --svd DIM makes; give --svd")
     if opts.dtype is not None and opts.dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}")
     dst_format = output_format_for(dst, opts.dst_format)  # a bad --to fails before the read
@@ -109,6 +127,8 @@ def convert(src, dst, opts: ConvertOptions, stats: ReadStats | None = None) -> W
         src, opts.src_format, limit=opts.limit, unicode_errors=opts.unicode_errors, on_error=opts.on_error, stats=stats,
         verify=True,
     )
+    if opts.svd is not None:
+        wv = svd_dense(wv, opts.svd, 0.5 if opts.svd_eig is None else opts.svd_eig, display_name(src))
     dst_format = output_format_for(dst, opts.dst_format, sparse=wv.is_sparse)
     if opts.lower:
         wv = lowercase(wv)

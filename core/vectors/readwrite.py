@@ -71,6 +71,9 @@ def read_vectors(
         if is_npy(fh):
             raise DataError("a .npy array holds vectors without their words; word vectors are a vecdir "
                             "(vectors.npy beside vocab.txt) or a word-vector file", name)
+        if is_pickle(fh.peek(2)[:2]):
+            raise DataError("a pickled file (a gensim .model or .kv?): vecpipe never unpickles model files; "
+                            "save it with gensim's save_word2vec_format and use that file", name)
         fmt = fmt or detect_format(path, fh)
         policy = OnError(on_error, name)
         reader = {
@@ -94,6 +97,11 @@ def read_vectors(
         fh.close()
     wv = WordVectors(words, vectors, {"source": {"path": name, "format": fmt}})
     return _drop_duplicates(wv, stats, name)
+
+
+def is_pickle(head: bytes) -> bool:
+    """A pickle's first bytes: PROTO (0x80) and a protocol number 2-5 (gensim's .model and .kv)."""
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def _drop_duplicates(wv: WordVectors, stats: ReadStats, name: str) -> WordVectors:
