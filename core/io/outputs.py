@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -191,6 +192,7 @@ def atomic_path(path, *, suffix: str = "", folder: bool = False, replaceable=Non
     ok = False
     try:
         with lock_output(target):
+            _remove_stale_temporaries(target)
             try:
                 tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
             except OSError as exc:
@@ -205,6 +207,31 @@ def atomic_path(path, *, suffix: str = "", folder: bool = False, replaceable=Non
     finally:
         if not ok:
             remove_made(made)
+
+
+_MKDTEMP_NAME = re.compile(r"[a-z0-9_]{8}")  # tempfile's random part
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove the temporary folders a killed run (kill -9, a lost machine) left
+    beside `target`. Called under the output's lock, which no live writer of
+    `target` holds: every folder made as atomic_path makes them (its name
+    pattern, nothing in it but the `out` output) is a dead run's."""
+    prefix = f".{target.name}."
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")
+                and _MKDTEMP_NAME.fullmatch(name[len(prefix):-len(".tmp")])):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False) and all(c.startswith("out") for c in os.listdir(entry.path)):
+                _remove(Path(entry.path))
+        except OSError:
+            continue
 
 
 def _replace(src: Path, dst: Path) -> None:
