@@ -52,9 +52,10 @@ def mine(queries, corpus, output, rank_range, negatives, sample, seed, margin, r
     import logging
 
     from vecpipe.core.io.jsonl import write_jsonl
-    from vecpipe.core.io.outputs import open_output
+    from vecpipe.core.io.outputs import check_not_inputs, open_output
     from vecpipe.core.train import mine as M
 
+    check_not_inputs({"-o": output}, [queries, corpus])
     lo, hi = M.parse_range(rank_range)
     opts = M.MineOptions(lo=lo, hi=hi, negatives=negatives, seed=seed, sample=sample, margin=margin,
                          relative_margin=relative_margin, query_prompt=query_prompt, corpus_prompt=corpus_prompt,

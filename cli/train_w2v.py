@@ -62,16 +62,17 @@ def train_w2v(corpus, output, to, model, tokenize, dim, window, dynamic_window, 
               shift, svd, svd_eig, ngram_order, unicode_errors):
     """Train word vectors from a corpus.
 
-    Reads the CORPUS files (or - for stdin; .bz2/.gz/.xz decompressed), one
-    sentence or paragraph per line, and trains word2vec (gensim) or PPMI
-    (scipy) vectors. The defaults are the Chinese-Word-Vectors recipe: window
+    Reads the CORPUS files (or - for stdin; .bz2/.gz/.xz decompressed; a
+    folder: its files in name order), one sentence or paragraph per line, and
+    trains word2vec (gensim) or PPMI (scipy) vectors. The defaults are the Chinese-Word-Vectors recipe: window
     5, dynamic window, subsampling 1e-5, min count 10, 5 epochs, 5 negatives,
     300 dimensions.
 
     A plain pre-segmented file is handed to gensim's multi-threaded
     corpus_file reader as it is; other input is tokenized into a temporary
-    file in $TMPDIR first (as big as the corpus). meta.json in a vecdir
-    records how the vectors were made. A one-line summary ends on stderr.
+    file in $TMPDIR first (as big as the corpus; on Linux it has no name, so
+    not even kill -9 leaves it behind). An output may not be one of the
+    inputs. meta.json in a vecdir records how the vectors were made. A one-line summary ends on stderr.
 
     \b
     Examples:
