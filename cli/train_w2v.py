@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from vecpipe.cli.options import FORMAT_CHOICE, FORMAT_NAMES, output_option, unicode_errors_option
+from vecpipe.core.io.env import current
 from vecpipe.core.train.job import train_to_files
 from vecpipe.core.train.options import MODELS, TOKENIZERS, TrainOptions
 from vecpipe.core.vectors.convert import load_vocab_file
@@ -82,6 +83,9 @@ def train_w2v(corpus, output, to, model, tokenize, dim, window, dynamic_window, 
       vecpipe train-w2v corpus.seg.txt --model ppmi --ngram-order 2 -o ppmi.sparse.txt.bz2
       vecpipe train-w2v corpus.seg.txt --model ppmi --svd 300 -o svd.vecdir
     """
+    if not corpus and current().stdin_isatty:  # else it would sit waiting for a corpus typed in
+        raise click.UsageError("no CORPUS given and stdin is a terminal: name the corpus files (or a folder), "
+                               "or pipe the text in")
     opts = TrainOptions(
         model=model, dim=dim, window=window, dynamic_window=dynamic_window, sample=sample, min_count=min_count,
         epochs=epochs, negative=negative, alpha=alpha, min_alpha=min_alpha, workers=workers, seed=seed,

@@ -148,3 +148,27 @@ def test_a_resumed_run_reports_the_mean_loss_of_the_whole_run():
     session2 = sum(step_losses[4:]) / 4
     assert run_mean_loss(_trainer(logged2, 4), session2, 8, 4) == pytest.approx(whole, abs=1e-12)
     assert run_mean_loss(_trainer(logged, 0), whole, 8, 0) == whole  # an uninterrupted run: the trainer's own figure
+
+
+def test_no_corpus_and_a_terminal_on_stdin_is_a_usage_error(tmp_path):
+    """`vecpipe train-w2v -o x.vecdir` (the corpus forgotten) once sat silently waiting for text typed in."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "vecpipe", "train-w2v", "-o", str(tmp_path / "x.vecdir")],
+                              stdin=follower, capture_output=True, timeout=120)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 64 and b"stdin is a terminal" in proc.stderr
+    assert not (tmp_path / "x.vecdir").exists()
+
+
+@pytest.mark.parametrize("model", ["sgns", "ppmi"])
+def test_an_empty_corpus_is_named_and_not_blamed_on_min_count(tmp_path, invoke, model):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"\r\n\n   \n")
+    r = invoke("train-w2v", empty, "--model", model, "-o", tmp_path / "x.vecdir")
+    assert r.exit_code == 65 and "empty.txt: no tokens: the corpus is empty or has only blank lines" in r.stderr
+    assert "--min-count" not in r.stderr and not (tmp_path / "x.vecdir").exists()

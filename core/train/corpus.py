@@ -78,6 +78,15 @@ class Corpus:
             self.remove = None
 
 
+def no_vocabulary(min_count: int, tokens: int, sources: list[Source]) -> DataError:
+    """The error for a corpus that leaves no word to train, naming the inputs."""
+    where = ", ".join(s.path for s in sources) or None
+    if not tokens:
+        return DataError("no tokens: the corpus is empty or has only blank lines", where)
+    return DataError(f"no word occurs --min-count {min_count} times in the {tokens:,} tokens of the corpus "
+                     "(lower --min-count, or check --tokenize)", where)
+
+
 def check_inputs(inputs: list[str]) -> list[str]:
     """The corpus files: '-' is stdin; a folder stands for its files in name
     order (as gensim's PathLineSentences reads one), hidden ones and subfolders
