@@ -148,6 +148,8 @@ def test_a_resumed_run_reports_the_mean_loss_of_the_whole_run():
     session2 = sum(step_losses[4:]) / 4
     assert run_mean_loss(_trainer(logged2, 4), session2, 8, 4) == pytest.approx(whole, abs=1e-12)
     assert run_mean_loss(_trainer(logged, 0), whole, 8, 0) == whole  # an uninterrupted run: the trainer's own figure
+    # resumed from the last checkpoint with nothing logged (--logging-steps above the steps): no division by zero
+    assert run_mean_loss(_trainer([], 8), 0.0, 8, 8) == 0.0
 
 
 def test_no_corpus_and_a_terminal_on_stdin_is_a_usage_error(tmp_path):

@@ -428,7 +428,7 @@ def run_mean_loss(trainer, session_mean: float, global_step: int, done_steps: in
             total += e["loss"] * (e["step"] - last)
             steps += e["step"] - last
             last = e["step"]
-    return total / steps
+    return total / steps if steps else session_mean  # nothing trained nor logged: the trainer's own figure
 
 
 def _losses(trainer) -> list:
