@@ -174,3 +174,15 @@ def test_an_empty_corpus_is_named_and_not_blamed_on_min_count(tmp_path, invoke, 
     r = invoke("train-w2v", empty, "--model", model, "-o", tmp_path / "x.vecdir")
     assert r.exit_code == 65 and "empty.txt: no tokens: the corpus is empty or has only blank lines" in r.stderr
     assert "--min-count" not in r.stderr and not (tmp_path / "x.vecdir").exists()
+
+
+@pytest.mark.parametrize("name", ["v.npy", "ctx.NPZ"])
+def test_an_npy_name_is_refused_not_made_a_folder(tmp_path, invoke, name):
+    """-o v.npy once made a vecdir folder called v.npy, which numpy.load cannot open."""
+    corpus = write(tmp_path / "c.txt", pd_lines(0, 50))
+    args = ["-o", tmp_path / name] if name.endswith("npy") else ["-o", tmp_path / "v.vecdir", "--context-vectors", tmp_path / name]
+    r = invoke("train-w2v", corpus, *W2V, *args)
+    assert r.exit_code == 64 and "holds no words" in r.stderr
+    assert not (tmp_path / name).exists() and not (tmp_path / "v.vecdir").exists()
+    r = invoke("train-w2v", corpus, *W2V, "-o", tmp_path / "v.npy", "--to", "vecdir")  # asked for by name: as asked
+    assert r.exit_code == 0 and (tmp_path / "v.npy" / "vectors.npy").is_file()
