@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import DATA, run_vecpipe
+from conftest import DATA, corpus_copy_made, run_vecpipe
 
 PD = DATA / "peoples-daily-199801" / "199801.seg.txt"
 NOVELS = DATA / "classical-novels-zh"
@@ -101,15 +101,10 @@ def test_sigkill_leaves_no_tokenized_copy_in_tmpdir(tmp_path):
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, TMPDIR=str(tmpdir)))
     proc.stdin.write(text)
     proc.stdin.close()
-    deadline, seen = time.time() + 300, False
-    while time.time() < deadline and not seen and proc.poll() is None:
-        fds = Path(f"/proc/{proc.pid}/fd")
-        try:
-            seen = any(str(tmpdir) in os.readlink(fd) for fd in fds.iterdir())
-        except OSError:
-            pass
+    deadline = time.time() + 300
+    while time.time() < deadline and not corpus_copy_made(proc.pid, tmpdir) and proc.poll() is None:
         time.sleep(0.05)
-    assert seen, proc.stderr.read().decode()
+    assert corpus_copy_made(proc.pid, tmpdir), proc.stderr.read().decode()
     assert os.listdir(tmpdir) == []  # open, but already without a name
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
