@@ -181,3 +181,16 @@ def test_an_npy_name_is_refused_not_made_a_folder(tmp_path, invoke, name):
     assert not (tmp_path / name).exists() and not (tmp_path / "v.vecdir").exists()
     r = invoke("train-w2v", corpus, *W2V, "-o", tmp_path / "v.npy", "--to", "vecdir")  # asked for by name: as asked
     assert r.exit_code == 0 and (tmp_path / "v.npy" / "vectors.npy").is_file()
+
+
+def test_mine_counts_the_records_it_skipped(tmp_path, invoke):
+    """--on-error skip showed the first 5 bad records and then nothing: the total now ends on stderr, as finetune's."""
+    queries = tmp_path / "q.jsonl"
+    good = [json.dumps({"text": f"问题{i}", "text_pos": f"答案{i}"}, ensure_ascii=False) for i in range(4)]
+    queries.write_text("\n".join(good + ['{"text": "只有问题"}'] * 7) + "\n", encoding="utf-8")
+    corpus = write(tmp_path / "c.jsonl", [json.dumps({"text": f"文档{i}"}, ensure_ascii=False) + "\n" for i in range(30)]
+                   + ['{"text": 3}\n'] * 2)
+    r = invoke("mine", "-m", "fake:8", queries, "--corpus", corpus, "--on-error", "skip", "--range", "0-10",
+               "--negatives", "2")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 4
+    assert "7 bad record(s) skipped in" in r.stderr and "2 bad record(s) skipped in" in r.stderr
