@@ -51,10 +51,13 @@ def mine(queries, corpus, output, rank_range, negatives, sample, seed, margin, r
     """
     import logging
 
+    from vecpipe.core.io.inputs import display_name
     from vecpipe.core.io.jsonl import write_jsonl
-    from vecpipe.core.io.outputs import open_output
+    from vecpipe.core.io.outputs import check_not_inputs, open_output
     from vecpipe.core.train import mine as M
 
+    log = logging.getLogger("vecpipe")
+    check_not_inputs({"-o": output}, [queries, corpus])
     lo, hi = M.parse_range(rank_range)
     opts = M.MineOptions(lo=lo, hi=hi, negatives=negatives, seed=seed, sample=sample, margin=margin,
                          relative_margin=relative_margin, query_prompt=query_prompt, corpus_prompt=corpus_prompt,
@@ -68,8 +71,11 @@ def mine(queries, corpus, output, rank_range, negatives, sample, seed, margin, r
             raise click.UsageError("give --corpus FILE (the texts to mine negatives from), or a retrieval folder")
         if queries == "-" and corpus == "-":
             raise click.UsageError("QUERIES and --corpus cannot both be stdin")
-        q, _ = M.read_queries(queries, opts)
-        texts, ids, _ = M.read_corpus(corpus, opts)
+        q, q_bad = M.read_queries(queries, opts)
+        texts, ids, c_bad = M.read_corpus(corpus, opts)
+        for path, bad in ((queries, q_bad), (corpus, c_bad)):
+            if bad:  # OnError shows only the first few
+                log.warning("%d bad record(s) skipped in %s", bad, display_name(path))
     encoder = model_spec(**model_opts).load()
     if opts.query_prompt is None:
         opts.query_prompt = encoder.query_prompt or None
@@ -77,7 +83,6 @@ def mine(queries, corpus, output, rank_range, negatives, sample, seed, margin, r
     with open_output(output) as out:
         write_jsonl(out, records)
     s = records.stats
-    log = logging.getLogger("vecpipe")
     if s.empty or s.short:
         log.warning("%d of %d queries got fewer than %d negatives (%d none: not written); widen --range or lower "
                     "the margin", s.short, s.queries, negatives, s.empty)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from vecpipe.cli.options import FORMAT_CHOICE, FORMAT_NAMES, output_option, unicode_errors_option
+from vecpipe.core.io.env import current
 from vecpipe.core.train.job import train_to_files
 from vecpipe.core.train.options import MODELS, TOKENIZERS, TrainOptions
 from vecpipe.core.vectors.convert import load_vocab_file
@@ -62,16 +63,17 @@ def train_w2v(corpus, output, to, model, tokenize, dim, window, dynamic_window, 
               shift, svd, svd_eig, ngram_order, unicode_errors):
     """Train word vectors from a corpus.
 
-    Reads the CORPUS files (or - for stdin; .bz2/.gz/.xz decompressed), one
-    sentence or paragraph per line, and trains word2vec (gensim) or PPMI
-    (scipy) vectors. The defaults are the Chinese-Word-Vectors recipe: window
+    Reads the CORPUS files (or - for stdin; .bz2/.gz/.xz decompressed; a
+    folder: its files in name order), one sentence or paragraph per line, and
+    trains word2vec (gensim) or PPMI (scipy) vectors. The defaults are the Chinese-Word-Vectors recipe: window
     5, dynamic window, subsampling 1e-5, min count 10, 5 epochs, 5 negatives,
     300 dimensions.
 
     A plain pre-segmented file is handed to gensim's multi-threaded
     corpus_file reader as it is; other input is tokenized into a temporary
-    file in $TMPDIR first (as big as the corpus). meta.json in a vecdir
-    records how the vectors were made. A one-line summary ends on stderr.
+    file in $TMPDIR first (as big as the corpus; on Linux it has no name, so
+    not even kill -9 leaves it behind). An output may not be one of the
+    inputs. meta.json in a vecdir records how the vectors were made. A one-line summary ends on stderr.
 
     \b
     Examples:
@@ -81,6 +83,9 @@ def train_w2v(corpus, output, to, model, tokenize, dim, window, dynamic_window, 
       vecpipe train-w2v corpus.seg.txt --model ppmi --ngram-order 2 -o ppmi.sparse.txt.bz2
       vecpipe train-w2v corpus.seg.txt --model ppmi --svd 300 -o svd.vecdir
     """
+    if not corpus and current().stdin_isatty:  # else it would sit waiting for a corpus typed in
+        raise click.UsageError("no CORPUS given and stdin is a terminal: name the corpus files (or a folder), "
+                               "or pipe the text in")
     opts = TrainOptions(
         model=model, dim=dim, window=window, dynamic_window=dynamic_window, sample=sample, min_count=min_count,
         epochs=epochs, negative=negative, alpha=alpha, min_alpha=min_alpha, workers=workers, seed=seed,

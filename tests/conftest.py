@@ -60,6 +60,17 @@ def write_w2v_text(path, words, x, header=True, line_end="\n", trailing=""):
     return path
 
 
+def corpus_copy_made(pid, tmp) -> bool:
+    """train-w2v's tokenized copy exists in `tmp`: by its name, or (on Linux,
+    where it is unlinked at once) open in process `pid`."""
+    if any(Path(tmp).glob("vecpipe-train-*")):
+        return True
+    try:
+        return any(str(tmp) in os.readlink(fd) for fd in (Path("/proc") / str(pid) / "fd").iterdir())
+    except OSError:
+        return False
+
+
 class Result:
     def __init__(self, proc):
         self.returncode = proc.returncode

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from conftest import cjk_words, run_vecpipe
+from conftest import cjk_words, corpus_copy_made, run_vecpipe
 from vecpipe.core.errors import DataError, UnavailableError, UsageError
 from vecpipe.core.train.job import train
 from vecpipe.core.train.options import TrainOptions, gensim_params
@@ -496,7 +496,7 @@ def test_ctrl_c_during_training_exits_130_and_leaves_nothing(tmp_path):
     proc.stdin.write(corpus)
     proc.stdin.close()
     deadline = time.time() + 30
-    while not list(tmpdir.glob("*/corpus.txt")) and time.time() < deadline:
+    while not corpus_copy_made(proc.pid, tmpdir) and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(2.0)  # reading is done and gensim's threads are training
     assert proc.poll() is None

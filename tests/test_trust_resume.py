@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
-from conftest import DATA, invoke_vecpipe
+from conftest import DATA, corpus_copy_made, invoke_vecpipe
 from vecpipe.core.vectors.readwrite import write_vectors
 from vecpipe.core.vectors.wordvectors import WordVectors
 
@@ -241,7 +241,7 @@ def test_sigterm_train_w2v_removes_its_corpus_copy(tmp_path, phase):
         proc = start(args, data, env=env, cwd=work)
         proc.stdin.close()  # the whole corpus: it trains for a long while
         proc.stdin = open(os.devnull, "wb")
-    wait_for(lambda: any(tmp.glob("vecpipe-train-*/corpus.txt")))
+    wait_for(lambda: corpus_copy_made(proc.pid, tmp))
     time.sleep(2.0)
     rc, err = stop(proc, signal.SIGTERM)
     assert rc == 143, err

@@ -77,6 +77,27 @@ def check_distinct(outputs: dict) -> None:
         seen[real] = option
 
 
+def check_not_inputs(outputs: dict, inputs) -> None:
+    """No output ({option: path}) may be one of the run's input files
+    (UsageError): renaming the result onto it would replace the data read."""
+    read = {}
+    for p in inputs:
+        with contextlib.suppress(OSError, TypeError):
+            st = os.stat(p) if p not in (None, "-") else None
+            if st is not None and stat.S_ISREG(st.st_mode):
+                read.setdefault((st.st_dev, st.st_ino), p)
+    for option, path in outputs.items():
+        if path in (None, "-"):
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in read:
+            raise UsageError(f"{option} {path} is also an input ({read[st.st_dev, st.st_ino]}): the output would "
+                             "replace it; give the output another name")
+
+
 def make_parents(path) -> list[Path]:
     """Make the missing folders above an output (as mkdir -p); returns those it
     made, outermost first, so a failed run can remove exactly those."""

@@ -7,15 +7,18 @@ scale with cores). A single plain (uncompressed) regular file with `space`
 tokenization is handed to gensim as it is; anything else (stdin, .bz2/.gz,
 several files, `char`/`jieba` tokenization, text that gensim's reader would
 split differently) is first tokenized, streaming, into a temporary file of
-space-separated tokens in $TMPDIR, which is removed afterwards. The corpus is
-never held in memory as Python lists."""
+space-separated tokens in $TMPDIR, which is removed afterwards (on Linux its
+name is removed at once and gensim reads it by /proc/self/fd, so not even
+SIGKILL leaves it behind). The corpus is never held in memory as Python lists."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import stat
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,20 +64,62 @@ class Corpus:
     lines: int
     mode: str  # "corpus_file" (the input as it is) or "tokenized copy"
     sources: list[Source] = field(default_factory=list)
+    fd: int | None = None  # the tokenized copy, open (on Linux already unlinked: `path` is /proc/self/fd/N)
+    remove: str | None = None  # its name, where it still has one
+
+    def close(self) -> None:
+        """Let go of the tokenized copy (nothing for the input read as it is)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.remove is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.remove)
+            self.remove = None
+
+
+def no_vocabulary(min_count: int, tokens: int, sources: list[Source]) -> DataError:
+    """The error for a corpus that leaves no word to train, naming the inputs."""
+    where = ", ".join(s.path for s in sources) or None
+    if not tokens:
+        return DataError("no tokens: the corpus is empty or has only blank lines", where)
+    return DataError(f"no word occurs --min-count {min_count} times in the {tokens:,} tokens of the corpus "
+                     "(lower --min-count, or check --tokenize)", where)
 
 
 def check_inputs(inputs: list[str]) -> list[str]:
+    """The corpus files: '-' is stdin; a folder stands for its files in name
+    order (as gensim's PathLineSentences reads one), hidden ones and subfolders
+    left out."""
     inputs = list(inputs) or ["-"]
     if inputs.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
+    files = []
     for p in inputs:
         if p == "-":
+            files.append(p)
             continue
         if not os.path.exists(p):
             raise NoInputError(f"{p}: no such file")
         if os.path.isdir(p):
-            raise UsageError(f"{p}: is a directory (give the corpus files)")
-    return inputs
+            files.extend(_folder_files(p))
+        else:
+            files.append(p)
+    return files
+
+
+def _folder_files(folder: str) -> list[str]:
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as exc:
+        raise NoInputError(f"{folder}: cannot list the folder: {exc.strerror or exc}") from None
+    files = [os.path.join(folder, n) for n in names if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))]
+    if not files:
+        raise NoInputError(f"{folder}: a folder with no corpus files in it")
+    skipped = sum(1 for n in names if os.path.isdir(os.path.join(folder, n)))
+    if skipped:
+        log.warning("%s: %d subfolder(s) not read (only the files directly in the folder are)", folder, skipped)
+    return files
 
 
 def _chunks(fh):
@@ -206,23 +251,43 @@ def _scan_plain(path: str, bar) -> Corpus | None:
                   mode="corpus_file", sources=[src])
 
 
-def _write_tokenized(inputs, tokenizer, unicode_errors: str, out_path: Path, bar) -> Corpus:
+def _tokenized_copy(tmpdir) -> tuple[int, str, str | None]:
+    """Create the tokenized copy in `tmpdir` ($TMPDIR when None). Where a
+    process can reopen its own open files by /proc/self/fd/N (Linux), its name
+    is removed at once and gensim reads that path: the copy (as big as the
+    corpus) goes with the process, even one killed by SIGKILL. Returns (the
+    open fd, the path gensim reads, the name to remove afterwards or None)."""
+    fd, name = tempfile.mkstemp(prefix="vecpipe-train-", suffix=".txt", dir=tmpdir)
+    if os.path.isdir("/proc/self/fd"):
+        os.unlink(name)
+        return fd, f"/proc/self/fd/{fd}", None
+    return fd, name, name
+
+
+def _write_tokenized(inputs, tokenizer, unicode_errors: str, tmpdir, bar) -> Corpus:
     counts: Counter = Counter()
     tokens = sentences = lines = 0
     sources: list[Source] = []
-    with open(out_path, "wb", buffering=1 << 20) as out:
-        for n_lines, token_lists in iter_token_lines(inputs, tokenizer, unicode_errors, sources, bar):
-            lines += n_lines
-            if not token_lists:
-                continue
-            for toks in token_lists:
-                counts.update(toks)
-                n = len(toks)
-                tokens += n
-                sentences += 1 if n <= MAX_SENTENCE else _sentences_in(n)
-            out.write(("\n".join(map(" ".join, token_lists)) + "\n").encode("utf-8"))
-    return Corpus(path=str(out_path), counts=counts, tokens=tokens, sentences=sentences, lines=lines,
-                  mode="tokenized copy", sources=sources)
+    fd, path, name = _tokenized_copy(tmpdir)
+    corpus = Corpus(path=path, counts=counts, tokens=0, sentences=0, lines=0, mode="tokenized copy", sources=sources,
+                    fd=fd, remove=name)
+    try:
+        with open(os.dup(fd), "wb", buffering=1 << 20) as out:
+            for n_lines, token_lists in iter_token_lines(inputs, tokenizer, unicode_errors, sources, bar):
+                lines += n_lines
+                if not token_lists:
+                    continue
+                for toks in token_lists:
+                    counts.update(toks)
+                    n = len(toks)
+                    tokens += n
+                    sentences += 1 if n <= MAX_SENTENCE else _sentences_in(n)
+                out.write(("\n".join(map(" ".join, token_lists)) + "\n").encode("utf-8"))
+    except BaseException:
+        corpus.close()
+        raise
+    corpus.tokens, corpus.sentences, corpus.lines = tokens, sentences, lines
+    return corpus
 
 
 def total_bytes(inputs) -> int | None:
@@ -236,8 +301,9 @@ def total_bytes(inputs) -> int | None:
     return total
 
 
-def prepare_corpus(inputs, opts: TrainOptions, tmpdir: str) -> Corpus:
-    """Count the vocabulary and give gensim a file it can read with corpus_file."""
+def prepare_corpus(inputs, opts: TrainOptions, tmpdir: str | None = None) -> Corpus:
+    """Count the vocabulary and give gensim a file it can read with corpus_file
+    (close() the result when done: it may hold a tokenized copy in `tmpdir`)."""
     tokenizer = tokenizer_for(opts.tokenize)
     with progress(total=total_bytes(inputs), unit="B", unit_scale=True, desc="reading") as bar:
         if len(inputs) == 1 and opts.tokenize == "space" and _is_plain_regular_file(inputs[0]):
@@ -246,4 +312,4 @@ def prepare_corpus(inputs, opts: TrainOptions, tmpdir: str) -> Corpus:
                 return corpus
             if hasattr(bar, "reset"):
                 bar.reset()
-        return _write_tokenized(inputs, tokenizer, opts.unicode_errors, Path(tmpdir) / "corpus.txt", bar)
+        return _write_tokenized(inputs, tokenizer, opts.unicode_errors, tmpdir, bar)

@@ -220,10 +220,7 @@ def _spool(path, work: Path) -> tuple[Path, dict]:
                 dst.write(chunk)
     else:
         local = Path(path)
-        if not local.exists():
-            from vecpipe.core.errors import NoInputError
-
-            raise NoInputError(f"{path}: no such file")
+        open_input(path).close()  # a missing file (66), a folder (64), no permission (66): as every command says it
         with open(local, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
@@ -401,7 +398,8 @@ def _run(spec, train, out, opts: FinetuneOptions, dev, work: Path, saved: dict |
         "loss": loss_name, "options": {**asdict(opts), "max_length": model.max_seq_length, "pooling": spec.pooling},
         "query_prompt": opts.query_prompt, "trainable_parameters": int(trained),
         "dev": {"path": str(dev), "before": before, "epochs": figures, "after": after} if dev else None,
-        "training": {"steps": int(output.global_step), "final_loss": float(output.training_loss),
+        "training": {"steps": int(output.global_step),
+                     "final_loss": run_mean_loss(trainer, float(output.training_loss), int(output.global_step), done_steps),
                      "losses": _losses(trainer), "resumed_from": Path(checkpoint).name if checkpoint else None,
                      "seconds": round(train_seconds, 3),
                      "examples_per_second": output.metrics.get("train_samples_per_second")},
@@ -412,6 +410,25 @@ def _run(spec, train, out, opts: FinetuneOptions, dev, work: Path, saved: dict |
         model.save(str(tmp), create_model_card=False)
         (tmp / METADATA).write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
     return meta
+
+
+def run_mean_loss(trainer, session_mean: float, global_step: int, done_steps: int) -> float:
+    """The mean training loss over the whole run, as an uninterrupted run
+    reports it. The trainer's figure covers only the steps since a resume (its
+    sum starts afresh); the steps before the checkpoint come back from the
+    logged losses (each the mean since the log before), exact when the
+    checkpoint falls on a logging step."""
+    if not done_steps:
+        return session_mean
+    # transformers 5 divides by the steps of this session; 4.x (no _initial_global_step) by all of them
+    session_steps = global_step - getattr(trainer, "_initial_global_step", 0)
+    total, steps, last = session_mean * session_steps, global_step - done_steps, 0
+    for e in _losses(trainer):
+        if e["step"] <= done_steps:
+            total += e["loss"] * (e["step"] - last)
+            steps += e["step"] - last
+            last = e["step"]
+    return total / steps if steps else session_mean  # nothing trained nor logged: the trainer's own figure
 
 
 def _losses(trainer) -> list:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from vecpipe.core.errors import UsageError
-from vecpipe.core.io.outputs import atomic_path, check_distinct
+from vecpipe.core.io.outputs import atomic_path, check_distinct, check_not_inputs
 from vecpipe.core.models.segment import make_tokenizer
 from vecpipe.core.train.corpus import check_inputs, prepare_corpus
 from vecpipe.core.train.options import GENSIM_MODELS, TrainOptions
@@ -42,9 +41,12 @@ def train(inputs, opts: TrainOptions, *, add_words: list[str] | None = None, tmp
             vectors=p.vectors, contexts=p.contexts, opts=opts, workers=1, tokens=p.tokens, lines=p.lines,
             seconds=seconds, sources=p.sources, corpus_mode="in memory (token ids)", extra=p.details,
         )
-    with tempfile.TemporaryDirectory(prefix="vecpipe-train-", dir=tmpdir) as tmp:
-        corpus = prepare_corpus(inputs, opts, tmp)
+    with contextlib.closing(prepare_corpus(inputs, opts, tmpdir)) as corpus:
         seconds["read"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        import gensim.models  # noqa: F401  (seconds of its own: not counted as training, nor in words/s)
+
+        seconds["import"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         model = train_gensim(corpus, opts, workers)
         seconds["train"] = time.perf_counter() - t1
@@ -74,6 +76,10 @@ def _format_for(path, explicit: str | None, sparse: bool) -> str:
         fmt = "sparse"  # PPMI text: the Chinese-Word-Vectors sparse format, not a dense matrix
     if fmt == "vecdir" and path in (None, "-"):
         raise UsageError("a vecdir is a folder: give it a name with -o")
+    if fmt == "vecdir" and not explicit and str(path).lower().endswith((".npy", ".npz")):
+        # the name would make a folder called x.npy that numpy.load cannot open
+        raise UsageError(f"{path}: a .npy/.npz holds no words; name a vecdir folder (its vectors.npy is the matrix), "
+                         "or pick a format with --to")
     return fmt
 
 
@@ -100,7 +106,9 @@ def train_to_files(
         raise UsageError("--fasttext-bin needs --model fasttext")
     if context_output in ("-",) and output in (None, "-"):
         raise UsageError("the vectors already go to stdout: give --context-vectors a file name")
-    check_distinct({"-o": output, "--context-vectors": context_output, "--fasttext-bin": fasttext_bin})
+    outputs = {"-o": output, "--context-vectors": context_output, "--fasttext-bin": fasttext_bin}
+    check_distinct(outputs)
+    check_not_inputs(outputs, check_inputs(inputs))
     with contextlib.ExitStack() as stack:
         tmp_paths = {}
         for key, path, path_fmt in (("vectors", output, fmt), ("contexts", context_output, ctx_fmt), ("bin", fasttext_bin, None)):

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vecpipe.core.errors import DataError, UsageError
+from vecpipe.core.errors import UsageError
 from vecpipe.core.io.progress import progress
-from vecpipe.core.train.corpus import Source, iter_token_lines, tokenizer_for, total_bytes
+from vecpipe.core.train.corpus import Source, iter_token_lines, no_vocabulary, tokenizer_for, total_bytes
 from vecpipe.core.train.options import TrainOptions
 from vecpipe.core.vectors.wordvectors import WordVectors
 
@@ -195,10 +195,7 @@ def train_ppmi(inputs, opts: TrainOptions) -> PPMIVectors:
     counts = np.bincount(ids[ids >= 0], minlength=len(types)).astype(np.int64)
     order = _frequency_order(counts, np.flatnonzero(counts >= opts.min_count))
     if not len(order):
-        raise DataError(
-            f"no word occurs --min-count {opts.min_count} times in the {n_tokens:,} tokens of the corpus "
-            "(lower --min-count, or check --tokenize)"
-        )
+        raise no_vocabulary(opts.min_count, n_tokens, sources)
     n_words = len(order)
     words = [types[i] for i in order]
     remap = np.full(len(types), -2, dtype=np.int32)

@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from vecpipe.core.errors import DataError
 from vecpipe.core.io.progress import progress
-from vecpipe.core.train.corpus import Corpus
+from vecpipe.core.train.corpus import Corpus, no_vocabulary
 from vecpipe.core.train.options import TrainOptions, gensim_params
 
 log = logging.getLogger("vecpipe")
@@ -50,10 +49,7 @@ def train_gensim(corpus: Corpus, opts: TrainOptions, workers: int):
         cls = Word2Vec
     kept = sum(1 for c in corpus.counts.values() if c >= opts.min_count)
     if not kept:
-        raise DataError(
-            f"no word occurs --min-count {opts.min_count} times in the {corpus.tokens:,} tokens of the corpus "
-            "(lower --min-count, or check --tokenize)"
-        )
+        raise no_vocabulary(opts.min_count, corpus.tokens, corpus.sources)
     total = corpus.tokens * opts.epochs
 
     class _Progress(CallbackAny2Vec):
