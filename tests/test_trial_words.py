@@ -35,6 +35,15 @@ def test_output_named_with_a_trailing_slash_is_a_vecdir(tmp_path, invoke, pku):
     assert json.loads((out / "meta.json").read_text())["rows"] == 583
 
 
+def test_an_npy_name_is_refused_not_made_a_folder(tmp_path, invoke, pku):
+    """As train-w2v: `convert X -o x.npy` made a vecdir folder named x.npy, which numpy.load cannot open."""
+    r = invoke("convert", pku, "-o", tmp_path / "x.npy")
+    assert r.exit_code == 64 and "holds no words" in r.stderr, r.stderr
+    assert not (tmp_path / "x.npy").exists()
+    r = invoke("convert", pku, "-o", tmp_path / "x.npy", "--to", "vecdir")  # asked for: made
+    assert r.exit_code == 0 and (tmp_path / "x.npy" / "vectors.npy").is_file(), r.stderr
+
+
 def test_a_pickled_gensim_file_is_named_as_such_by_convert(tmp_path, invoke):
     """knn -m model.kv already says what a pickle is; convert said 'cannot find a vector'."""
     kv = tmp_path / "model.kv"

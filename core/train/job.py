@@ -76,10 +76,6 @@ def _format_for(path, explicit: str | None, sparse: bool) -> str:
         fmt = "sparse"  # PPMI text: the Chinese-Word-Vectors sparse format, not a dense matrix
     if fmt == "vecdir" and path in (None, "-"):
         raise UsageError("a vecdir is a folder: give it a name with -o")
-    if fmt == "vecdir" and not explicit and str(path).lower().endswith((".npy", ".npz")):
-        # the name would make a folder called x.npy that numpy.load cannot open
-        raise UsageError(f"{path}: a .npy/.npz holds no words; name a vecdir folder (its vectors.npy is the matrix), "
-                         "or pick a format with --to")
     return fmt
 
 

@@ -53,6 +53,9 @@ def output_format_for(path, explicit: str | None, sparse: bool = False) -> str:
                         (".parquet", "parquet")):
         if name.endswith(suffix):
             return "sparse" if sparse and fmt == "word2vec" else fmt
+    if name.endswith((".npy", ".npz")):  # as a vecdir, a folder named x.npy that numpy.load cannot open
+        raise UsageError(f"{path}: a .npy/.npz holds no words; name a vecdir folder (its vectors.npy is the matrix), "
+                         "or pick a format with --to")
     return "vecdir"
 
 
