@@ -3,6 +3,7 @@ without a UTF-8 byte-order mark; its lines and records (JSONL or plain text)."""
 from __future__ import annotations
 
 import io
+import logging
 from typing import IO, Iterator
 
 import orjson
@@ -10,6 +11,8 @@ import orjson
 from vecpipe.core.io.env import current
 from vecpipe.core.errors import DataError, NoInputError, UsageError
 from vecpipe.core.io.compression import compression_of
+
+log = logging.getLogger("vecpipe")
 
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -30,7 +33,10 @@ def open_input(path) -> io.BufferedReader:
     input when it is read. The result supports peek()."""
     name = display_name(path)
     if path in (None, "-"):
-        raw = _peekable(current().stdin)  # the invocation's stdin (tests pass their own)
+        env = current()
+        if env.stdin_isatty:  # else a command run without its input seems to hang
+            log.warning("reading the input from the terminal: type it, then Ctrl-D (or give a file or a pipe)")
+        raw = _peekable(env.stdin)  # the invocation's stdin (tests pass their own)
     else:
         try:
             raw = open(path, "rb", buffering=1 << 20)
