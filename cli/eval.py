@@ -23,7 +23,8 @@ def eval_group():
     Each task prints a table on stderr and a JSON result on stdout (or -o):
     task, model, dataset (path, sha256), metrics, counts, vecpipe version and
     seconds. `vecpipe eval report` joins many results into one table.
-    A dataset is a path, or a catalog name already fetched (`vecpipe fetch`).
+    A dataset is a path, a catalog name already fetched (`vecpipe fetch`),
+    or - for stdin (a file's figures; named "stdin" in the result).
 
     \b
     Examples:

@@ -18,7 +18,7 @@ import orjson
 from vecpipe.core.errors import DataError, NoInputError, UnavailableError
 from vecpipe.core.io.compression import strip_compression_suffix
 from vecpipe.core.io.progress import progress
-from vecpipe.core.io.inputs import display_name, looks_like_jsonl, open_input
+from vecpipe.core.io.inputs import display_name, is_stdin_copy, looks_like_jsonl, open_input, stdin_copy
 
 TASKS = ("analogy", "similarity", "sts", "retrieval", "classify")
 
@@ -52,6 +52,8 @@ def read_json(path):
 def resolve_dataset(arg) -> Path:
     """A dataset argument: an existing path, else a catalog dataset name that
     `vecpipe fetch` has put in the cache."""
+    if str(arg) == "-":  # read once to a copy: some tasks read their file twice
+        return Path(stdin_copy())
     p = Path(str(arg)).expanduser()
     if p.exists():
         return p
@@ -76,13 +78,15 @@ def file_info(path) -> dict:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
             size += len(chunk)
-    return {"path": str(path), "bytes": size, "sha256": h.hexdigest()}
+    return {"path": "-" if is_stdin_copy(path) else str(path), "bytes": size, "sha256": h.hexdigest()}
 
 
 def dataset_name(paths) -> str:
     """A short name for the result tables: 'CA8/morphological' for
     .../CA8/morphological.txt; the folder for a folder."""
     p = Path(str(paths[0]))
+    if len(paths) == 1 and is_stdin_copy(p):
+        return "stdin"
     if len(paths) > 1:
         common = Path(os.path.commonpath([str(Path(str(q)).resolve().parent) for q in paths]))
         if common.name:

@@ -17,8 +17,38 @@ log = logging.getLogger("vecpipe")
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
+#: paths of stdin copies (stdin_copy) -> the open temporary file behind each
+_STDIN_COPIES: dict[str, IO[bytes]] = {}
+
+
 def display_name(path) -> str:
-    return "<stdin>" if path in (None, "-") else str(path)
+    return "<stdin>" if path in (None, "-") or is_stdin_copy(path) else str(path)
+
+
+def is_stdin_copy(path) -> bool:
+    return path is not None and str(path) in _STDIN_COPIES
+
+
+def stdin_copy() -> str:
+    """stdin (decompressed) copied into an unnamed temporary file, as a path
+    that opens again from the start: for an input read more than once, such as
+    an eval dataset given as '-'. On Linux the file has no name (gone with the
+    process, even after kill -9); elsewhere a named one, removed when closed."""
+    import os
+    import shutil
+    import tempfile
+
+    src = open_input("-")
+    if os.path.isdir("/proc/self/fd"):
+        fh = tempfile.TemporaryFile()
+        path = f"/proc/self/fd/{fh.fileno()}"
+    else:  # pragma: no cover - not Linux
+        fh = tempfile.NamedTemporaryFile()
+        path = fh.name
+    shutil.copyfileobj(src, fh, 1 << 20)
+    fh.flush()
+    _STDIN_COPIES[path] = fh
+    return path
 
 
 def _peekable(raw: IO[bytes]) -> io.BufferedReader:
