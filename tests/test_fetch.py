@@ -36,6 +36,8 @@ class _State:
         self.drops: dict[str, list[int]] = {}   # path -> byte offsets at which to hang up, one per request
         self.no_range: set[str] = set()          # paths served whole whatever Range says
         self.redirects: dict[str, str] = {}
+        self.etags: dict[str, str] = {}          # path -> ETag sent, and If-Range honoured (RFC 9110)
+        self.if_ranges: list[str | None] = []
         self.requests: list[tuple[str, str | None]] = []
         self.lock = threading.Lock()
 
@@ -53,6 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
         st: _State = self.server.state
         with st.lock:
             st.requests.append((self.path, self.headers.get("Range")))
+            st.if_ranges.append(self.headers.get("If-Range"))
         if self.path in st.redirects:
             self.send_response(302)
             self.send_header("Location", st.redirects[self.path])
@@ -64,7 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         start, rng = 0, self.headers.get("Range")
-        if rng and self.path not in st.no_range:
+        etag, if_range = st.etags.get(self.path), self.headers.get("If-Range")
+        if rng and self.path not in st.no_range and (if_range is None or if_range == etag):
             start = int(re.match(r"bytes=(\d+)-$", rng).group(1))
             if start >= len(data):
                 self.send_response(416)
@@ -77,6 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
+        if etag:
+            self.send_header("ETag", etag)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
@@ -186,6 +192,31 @@ def test_resume_across_runs(server, home):
     path = fetch_entry(e, FAST)
     assert path.read_bytes() == data
     assert server.hits("/f.bin")[-1] == "bytes=700000-"
+
+
+def test_a_file_changed_on_the_server_is_downloaded_again_not_spliced(server, home):
+    """The resume asks for the rest of the version it began (If-Range with its
+    ETag); a file replaced upstream since then comes whole, not as the head of
+    the old version and the tail of the new one."""
+    old, new = random_bytes(1_000_000, seed=4), random_bytes(1_000_000, seed=5)
+    server.files["/v.txt"], server.etags["/v.txt"] = old, '"v1"'
+    server.drops["/v.txt"] = [400_000]
+    e = entry("t.changed", server.base + "/v.txt")  # no checksum to catch a splice
+    with pytest.raises(UnavailableError, match="400000 of 1000000"):
+        fetch_entry(e, FetchOptions(allow_http=True, retries=0, backoff=0.01))
+    part = home / "t.changed" / "v.txt.part"
+    assert part.stat().st_size == 400_000 and (home / "t.changed" / "v.txt.part.json").is_file()
+    server.files["/v.txt"], server.etags["/v.txt"] = new, '"v2"'  # replaced upstream meanwhile
+    path = fetch_entry(e, FAST)
+    assert path.read_bytes() == new
+    assert server.hits("/v.txt")[-1] == "bytes=400000-" and server.if_ranges[-1] == '"v1"'
+    assert not (home / "t.changed" / "v.txt.part.json").exists()
+    # unchanged upstream: the same conditional request resumes
+    server.files["/w.txt"], server.etags["/w.txt"] = old, '"w1"'
+    server.drops["/w.txt"] = [300_000]
+    path = fetch_entry(entry("t.same", server.base + "/w.txt"), FAST)
+    assert path.read_bytes() == old
+    assert server.hits("/w.txt") == [None, "bytes=300000-"] and server.if_ranges[-1] == '"w1"'
 
 
 def test_server_without_range_support_restarts_cleanly(server, home):

@@ -3,6 +3,10 @@
 - HTTPS only (also across redirects) unless the caller allows plain HTTP.
 - A partial download lives beside its final place as `<file>.part` and is
   resumed with an HTTP Range request; a server that ignores Range restarts it.
+  The resume is conditional (If-Range, with the strong ETag or else the
+  Last-Modified date of the response that began the file, kept in
+  `<file>.part.json`): a file changed on the server since then is downloaded
+  again whole, never spliced from two versions.
 - Timeouts on every socket operation; retries with exponential backoff; a
   clear "offline?" message when no host can be reached.
 - Bounded whatever the server does: never more bytes than declared, a limited
@@ -11,6 +15,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import shutil
 import socket
@@ -71,13 +76,43 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)  # keeps the Range header
 
 
-def _open(url: str, start: int, opts: FetchOptions, timeout: float):
+def _open(url: str, start: int, opts: FetchOptions, timeout: float, validator: str | None = None):
     headers = {"User-Agent": f"vecpipe/{__version__}", "Accept-Encoding": "identity"}
     if start:
         headers["Range"] = f"bytes={start}-"
+        if validator:
+            headers["If-Range"] = validator  # the rest of *this* version, else the whole file (200)
     req = urllib.request.Request(url, headers=headers)
     opener = urllib.request.build_opener(_RedirectHandler(opts.allow_http))
     return opener.open(req, timeout=timeout)
+
+
+def _validator_file(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def _saved_validator(part: Path, url: str) -> str | None:
+    """The validator of the response that began `part`, if it came from `url`."""
+    try:
+        meta = json.loads(_validator_file(part).read_text(encoding="utf-8"))
+        return meta["validator"] if meta.get("url") == url else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _save_validator(part: Path, url: str, headers) -> None:
+    """Keep what identifies the version of the file `part` begins: a strong
+    ETag, else Last-Modified (a weak ETag cannot go in If-Range)."""
+    etag, modified = headers.get("ETag"), headers.get("Last-Modified")
+    validator = etag if etag and not etag.startswith("W/") else modified
+    path = _validator_file(part)
+    try:
+        if validator:
+            path.write_text(json.dumps({"url": url, "validator": validator}), encoding="utf-8")
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: {exc.strerror or exc}") from None
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -114,11 +149,12 @@ def _download_once(url: str, part: Path, opts: FetchOptions, desc: str, expected
     when the body is complete; raises _Retry or _Skip otherwise. Never reads
     more than `expected` bytes (the catalog's size), nor past `deadline`."""
     have = part.stat().st_size if part.exists() else 0
+    validator = _saved_validator(part, url) if have else None
     timeout = opts.timeout
     if deadline is not None:
         timeout = max(min(timeout, deadline - time.monotonic()), 0.05)
     try:
-        resp = _open(url, have, opts, timeout)
+        resp = _open(url, have, opts, timeout, validator)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:
             _, total = _content_range(exc.headers.get("Content-Range"))
@@ -148,10 +184,13 @@ def _download_once(url: str, part: Path, opts: FetchOptions, desc: str, expected
             mode = "ab"
             log.info("%s: resuming at byte %d", desc, have)
         else:
-            if have:
+            if have and validator:
+                log.warning("%s: the file changed on the server since the partial download; starting again", desc)
+            elif have:
                 log.info("%s: the server does not resume downloads; starting again", desc)
                 restarted = True
             have, mode, total = 0, "wb", length
+            _save_validator(part, url, resp.headers)
         if expected is not None and total is not None and total != expected:
             part.unlink(missing_ok=True)  # what is there belongs to another file
             raise _Skip(f"the server announces {total} bytes, the catalog says {expected}")
@@ -213,7 +252,9 @@ def download_url(url: str, part: Path, opts: FetchOptions, desc: str, expected: 
     while True:
         tries += 1
         try:
-            return _download_once(url, part, opts, desc, expected, deadline)
+            size = _download_once(url, part, opts, desc, expected, deadline)
+            _validator_file(part).unlink(missing_ok=True)  # complete: nothing left to resume
+            return size
         except _Retry as exc:
             size = part.stat().st_size if part.exists() else 0
             # only bytes beyond the best offset ever reached count as progress: a server
