@@ -117,4 +117,6 @@ def encode(src, output, to, text_field, id_field, ids_out, vector_field, normali
     if oov or empty:
         log.info("%d tokens not in the vocabulary; %d texts had no known word (zero vectors)", oov, empty)
     rate = stats.records / stats.seconds if stats.seconds else 0.0
-    log.info("encoded %d texts in %.1f s (%.0f texts/s)", stats.records, stats.seconds, rate)
+    before = getattr(stats, "records_before", 0)
+    log.info("encoded %d texts in %.1f s (%.0f texts/s)%s", stats.records, stats.seconds, rate,
+             f"; {before} were done before, {before + stats.records} in all" if before else "")

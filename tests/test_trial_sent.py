@@ -1,0 +1,211 @@
+"""A new user's trial of encode and eval sts/retrieval/classify: what tripped
+them, each pinned by a test (fake model, no torch)."""
+import numpy as np
+import orjson
+import pytest
+
+from tests.conftest import FakeEncoder, fake_vector
+
+
+# -- encode: an empty input still gives a .npy of the model's width
+
+
+@pytest.mark.parametrize("extra, shape, dtype", [
+    ([], (0, 8), np.float32),
+    (["--truncate-dim", "4"], (0, 4), np.float32),
+    (["--precision", "float16"], (0, 8), np.float16),
+    (["--precision", "ubinary"], (0, 1), np.uint8),
+    (["--precision", "int8", "--calibration", "RANGES"], (0, 8), np.int8),
+])
+def test_encode_empty_input_gives_zero_rows_of_the_model_width(tmp_path, invoke, extra, shape, dtype):
+    src = tmp_path / "empty.txt"
+    src.write_bytes(b"")
+    ranges = tmp_path / "ranges.npy"
+    np.save(ranges, np.stack([-np.ones(8), np.ones(8)]).astype(np.float32))
+    extra = [str(ranges) if a == "RANGES" else a for a in extra]
+    r = invoke("encode", "-m", "fake:8", src, "-o", tmp_path / "e.npy", *extra)
+    assert r.exit_code == 0, r.stderr
+    got = np.load(tmp_path / "e.npy")
+    assert got.shape == shape and got.dtype == dtype  # (0, 0) before: np.vstack with earlier rows failed
+
+
+def test_encode_empty_input_resumable_too(tmp_path, invoke):
+    src = tmp_path / "empty.jsonl"
+    src.write_bytes(b"\n")
+    r = invoke("encode", "-m", "fake:8", src, "-o", tmp_path / "e.npy", "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert np.load(tmp_path / "e.npy").shape == (0, 8)
+
+
+# -- encode: blank lines of a text file are not rows; say so
+
+
+def test_encode_says_when_blank_lines_of_a_text_file_are_skipped(tmp_path, invoke):
+    src = tmp_path / "t.txt"
+    src.write_text("你好\n\n世界\n\u3000\u3000\n再见\n", encoding="utf-8")
+    r = invoke("encode", "-m", "fake:8", src, "-o", tmp_path / "t.npy")
+    assert r.exit_code == 0, r.stderr
+    assert np.load(tmp_path / "t.npy").shape == (3, 8)
+    assert "2 blank lines" in r.stderr and "--ids-out" in r.stderr
+    # JSONL: a blank line is no record, nothing to say
+    (tmp_path / "t.jsonl").write_text('{"text": "你好"}\n\n{"text": "世界"}\n', encoding="utf-8")
+    r = invoke("encode", "-m", "fake:8", tmp_path / "t.jsonl", "-o", tmp_path / "j.npy")
+    assert r.exit_code == 0 and "blank" not in r.stderr
+
+
+# -- encode --resume: the closing line counts what this run encoded
+
+
+def test_resumed_run_reports_the_texts_it_encoded(tmp_path, invoke, monkeypatch):
+    src = tmp_path / "t.txt"
+    texts = [f"第{i}句" for i in range(10)]
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    real = FakeEncoder.encode_batch
+    calls = {"n": 0}
+
+    def dies_on_the_third_window(self, batch, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, batch, **kw)
+
+    monkeypatch.setattr(FakeEncoder, "encode_batch", dies_on_the_third_window)
+    r = invoke("encode", "-m", "fake:8", src, "-o", tmp_path / "t.npy", "--window", "3", "--resume")
+    assert r.exit_code == 130
+    monkeypatch.setattr(FakeEncoder, "encode_batch", real)
+    r = invoke("-v", "encode", "-m", "fake:8", src, "-o", tmp_path / "t.npy", "--window", "3", "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert "resuming after 6 records" in r.stderr
+    assert "encoded 4 texts" in r.stderr and "10 in all" in r.stderr
+    expected = np.stack([fake_vector(t, 8) for t in texts])
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), expected)
+
+
+# -- eval sts: an empty sentence is a broken line, not a pair scored 0
+
+
+def test_sts_empty_sentence_is_a_bad_line(tmp_path, invoke):
+    rows = [f"句子{i}\t另一句{i}\t{i % 5}" for i in range(20)]
+    rows[7] = "\t另一句7\t3"
+    src = tmp_path / "pairs.tsv"
+    src.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    r = invoke("eval", "sts", "-m", "fake:8", src)
+    assert r.exit_code == 65
+    assert r.stderr.strip().splitlines() == [f"vecpipe: error: {src}:8: empty sentence"]
+    r = invoke("eval", "sts", "-m", "fake:8", src, "--on-error", "skip")
+    assert r.exit_code == 0, r.stderr
+    res = orjson.loads(r.stdout_bytes)
+    assert res["counts"]["pairs"] == 19 and res["counts"]["bad_lines"] == 1
+    (tmp_path / "p.jsonl").write_text('{"sentence1": "a", "sentence2": " ", "label": 1}\n', encoding="utf-8")
+    r = invoke("eval", "sts", "-m", "fake:8", tmp_path / "p.jsonl")
+    assert r.exit_code == 65 and "p.jsonl:1: empty sentence" in r.stderr
+
+
+# -- eval classify: a file whose first column is no label
+
+
+def test_classify_on_a_pair_file_says_the_labels_look_wrong_in_one_short_line(tmp_path, invoke):
+    pytest.importorskip("sklearn")
+    src = tmp_path / "test.txt"  # LCQMC: question1<TAB>question2<TAB>label, read as label<TAB>text
+    src.write_text("".join(f"问题{i}是什么\t问题{i}怎么样\t{i % 2}\n" for i in range(200)), encoding="utf-8")
+    r = invoke("eval", "classify", "-m", "fake:8", src)
+    assert r.exit_code == 65, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 400, lines
+    assert str(src) in lines[0] and "200 labels" in lines[0] and "--tsv-order" in lines[0]
+
+
+def test_classify_a_label_with_one_text_is_bad_data_named_in_one_line(tmp_path, invoke):
+    pytest.importorskip("sklearn")
+    src = tmp_path / "l.tsv"
+    src.write_text("".join(f"{'pos' if i % 2 else 'neg'}\t第{i}条评论\n" for i in range(40)) + "odd\t最后一条\n",
+                   encoding="utf-8")
+    r = invoke("eval", "classify", "-m", "fake:8", src)
+    assert r.exit_code == 65, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"vecpipe: error: {src}: label 'odd' has only 1 text; a stratified split needs at least 2 per label "
+        "(drop it, or give more)"]
+    r = invoke("eval", "classify", "-m", "fake:8", src, "--folds", "5")
+    assert r.exit_code == 65 and "--folds 5 needs at least 5 per label" in r.stderr
+
+
+# -- --backend openvino: two lanes entering the first infer at once could hang
+
+
+class _Request:
+    def __init__(self, seen):
+        self.seen = seen
+
+    def infer(self, feeds):
+        import time
+
+        self.seen["inside"] += 1
+        self.seen["most"] = max(self.seen["most"], self.seen["inside"])
+        time.sleep(0.05)
+        self.seen["inside"] -= 1
+        return [feeds["x"] * 2]
+
+
+def test_openvino_first_infer_runs_alone():
+    import threading
+
+    from vecpipe.core.models.openvino import OpenVinoEncoder
+
+    enc = object.__new__(OpenVinoEncoder)  # no model: only the lanes' use of the session
+    seen = {"inside": 0, "most": 0}
+    enc._requests, enc._first, enc._warm = threading.local(), threading.Lock(), False
+    enc.session = type("Compiled", (), {"create_infer_request": lambda self: _Request(seen)})()
+    barrier = threading.Barrier(2)
+    outs = []
+
+    def lane(i):
+        barrier.wait()
+        outs.append(enc._run({"x": np.full(3, i)}))
+
+    threads = [threading.Thread(target=lane, args=(i,)) for i in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert seen["most"] == 1 and enc._warm and len(outs) == 2
+    # once warm, lanes run at once again
+    seen["most"] = 0
+    threads = [threading.Thread(target=lane, args=(i,)) for i in range(2)]
+    barrier.reset()
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert seen["most"] == 2
+
+
+_OV_RACE = """
+import sys, threading, numpy as np, onnx
+from onnx import helper, TensorProto
+from vecpipe.core.models.openvino import OpenVinoEncoder
+x = helper.make_tensor_value_info("x", TensorProto.INT64, [None, None])
+y = helper.make_tensor_value_info("y", TensorProto.INT64, [None, None])
+g = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "g", [x], [y])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]); m.ir_version = 8
+onnx.save(m, sys.argv[1])
+enc = object.__new__(OpenVinoEncoder); enc.lanes = 2
+enc.session = enc._open(sys.argv[1])
+barrier = threading.Barrier(2)
+def lane(i):
+    barrier.wait()
+    for _ in range(3):
+        enc._run({"x": np.full((4, 7 + i), i, np.int64)})
+ts = [threading.Thread(target=lane, args=(i,)) for i in range(2)]
+[t.start() for t in ts]; [t.join() for t in ts]
+"""
+
+
+@pytest.mark.slow
+def test_openvino_two_lanes_on_a_fresh_process_never_hang(tmp_path):
+    """Before the fix: 3 of 20 fresh processes hung for good (measured)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnx")
+    script = tmp_path / "race.py"
+    script.write_text(_OV_RACE)
+    for i in range(20):
+        proc = subprocess.run([sys.executable, str(script), str(tmp_path / "g.onnx")], timeout=60, capture_output=True)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
