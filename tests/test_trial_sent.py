@@ -206,6 +206,53 @@ def test_openvino_two_lanes_on_a_fresh_process_never_hang(tmp_path):
     pytest.importorskip("onnx")
     script = tmp_path / "race.py"
     script.write_text(_OV_RACE)
-    for i in range(20):
+    for _ in range(20):
         proc = subprocess.run([sys.executable, str(script), str(tmp_path / "g.onnx")], timeout=60, capture_output=True)
         assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+
+
+# -- an unreadable input: 66 in one line from core, not click's 64 usage block
+
+
+_UNREADABLE_ARGS = [
+    ("encode", "-m", "fake:8", "SECRET"),
+    ("encode", "-m", "fake:8", "T", "--precision", "int8", "--calibration", "SECRET"),
+    ("eval", "retrieval", "-m", "fake:8", "--queries", "SECRET", "--corpus", "T", "--qrels", "Q"),
+    ("eval", "retrieval", "-m", "fake:8", "--queries", "T", "--corpus", "SECRET", "--qrels", "Q"),
+    ("eval", "retrieval", "-m", "fake:8", "--queries", "T", "--corpus", "T", "--qrels", "SECRET"),
+]
+
+
+def _unreadable_setup(tmp_path, args):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a\tb\n", encoding="utf-8")
+    (tmp_path / "t.tsv").write_text("a\t你好\n", encoding="utf-8")
+    (tmp_path / "q.tsv").write_text("a\ta\t1\n", encoding="utf-8")
+    names = {"SECRET": secret, "T": tmp_path / "t.tsv", "Q": tmp_path / "q.tsv"}
+    return secret, [str(names.get(a, a)) for a in args]
+
+
+@pytest.mark.parametrize("args", _UNREADABLE_ARGS)
+def test_click_does_not_judge_readability(tmp_path, invoke, monkeypatch, args):
+    """click's own check (os.access) answered 64 and a usage block; the files
+    are now opened by core, which says 66 in one line when it cannot."""
+    import os
+
+    import click.types
+
+    secret, args = _unreadable_setup(tmp_path, args)
+    real = os.access
+    monkeypatch.setattr(click.types.os, "access", lambda p, mode, *a, **k: False if str(p) == str(secret) else real(p, mode, *a, **k))
+    r = invoke(*args)
+    assert r.exit_code != 64 and "Usage:" not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root reads any file")
+@pytest.mark.parametrize("args", _UNREADABLE_ARGS)
+def test_unreadable_input_exits_66_in_one_line(tmp_path, invoke, args):
+    secret, args = _unreadable_setup(tmp_path, args)
+    secret.chmod(0)
+    r = invoke(*args)
+    assert r.exit_code == 66
+    assert r.stderr.strip().splitlines() == [f"vecpipe: error: {secret}: permission denied"]
