@@ -256,3 +256,16 @@ def test_unreadable_input_exits_66_in_one_line(tmp_path, invoke, args):
     r = invoke(*args)
     assert r.exit_code == 66
     assert r.stderr.strip().splitlines() == [f"vecpipe: error: {secret}: permission denied"]
+
+
+def test_retrieval_empty_query_is_a_bad_line(tmp_path, invoke):
+    (tmp_path / "queries.tsv").write_text("q1\t北京在哪里\nq2\t\nq3\t上海在哪里\n", encoding="utf-8")
+    (tmp_path / "corpus.tsv").write_text("d1\t北京是首都\nd2\t\nd3\t上海是城市\n", encoding="utf-8")  # an empty doc: BEIR has them
+    (tmp_path / "qrels.tsv").write_text("q1\td1\t1\nq2\td2\t1\nq3\td3\t1\n", encoding="utf-8")
+    r = invoke("eval", "retrieval", "-m", "fake:8", tmp_path)
+    assert r.exit_code == 65
+    assert r.stderr.strip().splitlines() == [f"vecpipe: error: {tmp_path / 'queries.tsv'}:2: empty text for id 'q2'"]
+    r = invoke("eval", "retrieval", "-m", "fake:8", tmp_path, "--on-error", "skip")
+    assert r.exit_code == 0, r.stderr
+    res = orjson.loads(r.stdout_bytes)
+    assert res["counts"]["queries"] == 2 and res["counts"]["corpus"] == 3
