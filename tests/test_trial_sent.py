@@ -84,17 +84,23 @@ def test_resumed_run_reports_the_texts_it_encoded(tmp_path, invoke, monkeypatch)
 # -- eval sts: an empty sentence is a broken line, not a pair scored 0
 
 
+def _stops_then_skips(invoke, args, error: str) -> dict:
+    """The bad line stops the run (65, one line naming it); --on-error skip
+    goes on: the result."""
+    r = invoke(*args)
+    assert r.exit_code == 65
+    assert r.stderr.strip().splitlines() == [f"vecpipe: error: {error}"]
+    r = invoke(*args, "--on-error", "skip")
+    assert r.exit_code == 0, r.stderr
+    return orjson.loads(r.stdout_bytes)
+
+
 def test_sts_empty_sentence_is_a_bad_line(tmp_path, invoke):
     rows = [f"句子{i}\t另一句{i}\t{i % 5}" for i in range(20)]
     rows[7] = "\t另一句7\t3"
     src = tmp_path / "pairs.tsv"
     src.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    r = invoke("eval", "sts", "-m", "fake:8", src)
-    assert r.exit_code == 65
-    assert r.stderr.strip().splitlines() == [f"vecpipe: error: {src}:8: empty sentence"]
-    r = invoke("eval", "sts", "-m", "fake:8", src, "--on-error", "skip")
-    assert r.exit_code == 0, r.stderr
-    res = orjson.loads(r.stdout_bytes)
+    res = _stops_then_skips(invoke, ("eval", "sts", "-m", "fake:8", src), f"{src}:8: empty sentence")
     assert res["counts"]["pairs"] == 19 and res["counts"]["bad_lines"] == 1
     (tmp_path / "p.jsonl").write_text('{"sentence1": "a", "sentence2": " ", "label": 1}\n', encoding="utf-8")
     r = invoke("eval", "sts", "-m", "fake:8", tmp_path / "p.jsonl")
@@ -262,10 +268,6 @@ def test_retrieval_empty_query_is_a_bad_line(tmp_path, invoke):
     (tmp_path / "queries.tsv").write_text("q1\t北京在哪里\nq2\t\nq3\t上海在哪里\n", encoding="utf-8")
     (tmp_path / "corpus.tsv").write_text("d1\t北京是首都\nd2\t\nd3\t上海是城市\n", encoding="utf-8")  # an empty doc: BEIR has them
     (tmp_path / "qrels.tsv").write_text("q1\td1\t1\nq2\td2\t1\nq3\td3\t1\n", encoding="utf-8")
-    r = invoke("eval", "retrieval", "-m", "fake:8", tmp_path)
-    assert r.exit_code == 65
-    assert r.stderr.strip().splitlines() == [f"vecpipe: error: {tmp_path / 'queries.tsv'}:2: empty text for id 'q2'"]
-    r = invoke("eval", "retrieval", "-m", "fake:8", tmp_path, "--on-error", "skip")
-    assert r.exit_code == 0, r.stderr
-    res = orjson.loads(r.stdout_bytes)
+    res = _stops_then_skips(invoke, ("eval", "retrieval", "-m", "fake:8", tmp_path),
+                            f"{tmp_path / 'queries.tsv'}:2: empty text for id 'q2'")
     assert res["counts"]["queries"] == 2 and res["counts"]["corpus"] == 3
