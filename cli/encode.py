@@ -59,7 +59,9 @@ def encode(src, output, to, text_field, id_field, ids_out, vector_field, normali
     """Encode texts into vectors.
 
     Reads JSONL records (the text in `text`, or --text-field) or plain text
-    lines from SRC or stdin. Writes each record with its `vector` added, in
+    lines from SRC or stdin, or a table (*.tsv, *.csv): a header naming the
+    columns, or `id<TAB>text` lines (more columns: --text-field N, from 1).
+    Writes each record with its `vector` added, in
     input order, or the vectors alone as npy (`-o x.npy`, or an npy stream on
     stdout with --to npy).
 

@@ -56,10 +56,12 @@ def test_encode_says_when_blank_lines_of_a_text_file_are_skipped(tmp_path, invok
 # -- encode --resume: the closing line counts what this run encoded
 
 
-def test_resumed_run_reports_the_texts_it_encoded(tmp_path, invoke, monkeypatch):
-    src = tmp_path / "t.txt"
+@pytest.mark.parametrize("name", ["t.txt", "t.tsv"])
+def test_resumed_run_reports_the_texts_it_encoded(tmp_path, invoke, monkeypatch, name):
+    src = tmp_path / name
     texts = [f"第{i}句" for i in range(10)]
-    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    lines = texts if name.endswith(".txt") else [f"id{i}\t{t}" for i, t in enumerate(texts)]
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     real = FakeEncoder.encode_batch
     calls = {"n": 0}
 
@@ -271,3 +273,48 @@ def test_retrieval_empty_query_is_a_bad_line(tmp_path, invoke):
     res = _stops_then_skips(invoke, ("eval", "retrieval", "-m", "fake:8", tmp_path),
                             f"{tmp_path / 'queries.tsv'}:2: empty text for id 'q2'")
     assert res["counts"]["queries"] == 2 and res["counts"]["corpus"] == 3
+
+
+# -- encode reads TSV and CSV tables as records, not as lines of text
+
+
+def _fake(texts):
+    return np.stack([fake_vector(t, 8) for t in texts])
+
+
+def test_encode_id_tab_text_tsv_encodes_the_text_alone(tmp_path, invoke):
+    """CMRC2018-retrieval's queries.tsv, BEIR's layout: the id was encoded
+    with the text, and --ids-out gave line numbers."""
+    src = tmp_path / "queries.tsv"
+    src.write_text("DEV_0_QUERY_0\t《战国无双3》是由哪两个公司合作开发的？\nDEV_0_QUERY_1\t男女主角亦有专属声优？\n",
+                   encoding="utf-8")
+    r = invoke("encode", "-m", "fake:8", src, "-o", tmp_path / "q.npy", "--ids-out", tmp_path / "q.ids")
+    assert r.exit_code == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "q.npy"), _fake(["《战国无双3》是由哪两个公司合作开发的？", "男女主角亦有专属声优？"]))
+    assert (tmp_path / "q.ids").read_text() == '"DEV_0_QUERY_0"\n"DEV_0_QUERY_1"\n'
+    r = invoke("encode", "-m", "fake:8", src)
+    assert [orjson.loads(line)["id"] for line in r.stdout_bytes.splitlines()] == ["DEV_0_QUERY_0", "DEV_0_QUERY_1"]
+
+
+def test_encode_csv_with_a_header_and_quoted_commas(tmp_path, invoke):
+    src = tmp_path / "waimai.csv"
+    src.write_text('\ufefflabel,review\n1,"很快，好吃，味道足"\n0,"送餐太慢, 凉了"\n', encoding="utf-8")
+    r = invoke("encode", "-m", "fake:8", src, "--text-field", "review")
+    assert r.exit_code == 0, r.stderr
+    recs = [orjson.loads(line) for line in r.stdout_bytes.splitlines()]
+    assert [(x["label"], x["review"]) for x in recs] == [("1", "很快，好吃，味道足"), ("0", "送餐太慢, 凉了")]
+    np.testing.assert_array_equal(np.array([x["vector"] for x in recs], np.float32),
+                                  _fake(["很快，好吃，味道足", "送餐太慢, 凉了"]))
+
+
+def test_encode_table_of_more_columns_needs_the_text_column(tmp_path, invoke):
+    src = tmp_path / "lcqmc.tsv"
+    src.write_text("谁有狂三这张高清的\t这张高清图，谁有\t0\n英雄联盟什么英雄最好\t英雄联盟最好英雄是什么\n", encoding="utf-8")
+    r = invoke("encode", "-m", "fake:8", src)
+    assert r.exit_code == 64 and "--text-field N" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = invoke("encode", "-m", "fake:8", src, "--text-field", "2")
+    assert r.exit_code == 65
+    assert r.stderr.strip().splitlines() == [f"vecpipe: error: {src}:2: expected 3 tab-separated fields (as line 1), got 2"]
+    r = invoke("encode", "-m", "fake:8", src, "--text-field", "2", "--on-error", "skip")
+    assert r.exit_code == 0
+    assert [orjson.loads(line)["2"] for line in r.stdout_bytes.splitlines()] == ["这张高清图，谁有"]

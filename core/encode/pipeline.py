@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vecpipe.core.encode.tables import is_table, read_table_records
 from vecpipe.core.io.records import OnError
 from vecpipe.core.models.base import add_counters
 from vecpipe.core.errors import DataError, NoInputError, UsageError
@@ -240,9 +241,14 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
                 outputs["ids"] = (ids_out, "bytes")
             job = stack.enter_context(ResumableJob(outputs, resume=resume, fingerprint=fingerprint(model_name, opts)))
         reader = job.track_input(fh) if job is not None and resume else fh
-        plain_text = not looks_like_jsonl(fh)
-        records = read_numbered_records(reader, name, text_field=opts.text_field, unicode_errors=opts.unicode_errors,
-                                        on_bad=on_bad)
+        if is_table(src):
+            plain_text = False
+            records = read_table_records(reader, name, src, text_field=opts.text_field, id_field=opts.id_field,
+                                         unicode_errors=opts.unicode_errors, on_bad=on_bad)
+        else:
+            plain_text = not looks_like_jsonl(fh)
+            records = read_numbered_records(reader, name, text_field=opts.text_field,
+                                            unicode_errors=opts.unicode_errors, on_bad=on_bad)
         if job is not None:
             main = job.parts["main"]
             writer = main.writer if main.kind == "npy" else (NpyStreamWriter(main.fh) if to_npy else main.fh)
