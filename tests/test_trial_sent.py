@@ -318,3 +318,13 @@ def test_encode_table_of_more_columns_needs_the_text_column(tmp_path, invoke):
     r = invoke("encode", "-m", "fake:8", src, "--text-field", "2", "--on-error", "skip")
     assert r.exit_code == 0
     assert [orjson.loads(line)["2"] for line in r.stdout_bytes.splitlines()] == ["这张高清图，谁有"]
+
+
+def test_retrieval_given_one_tsv_file_says_what_it_takes(tmp_path, invoke):
+    src = tmp_path / "corpus.tsv"
+    src.write_text("DEV_0\t《战国无双3》是光荣开发的\n", encoding="utf-8")
+    r = invoke("eval", "retrieval", "-m", "fake:8", src)
+    assert r.exit_code == 65
+    assert r.stderr.strip().splitlines() == [  # was: "not JSON: unexpected character ..."
+        f'vecpipe: error: {src}: not a SQuAD JSON file (no "data" list of articles with paragraphs); '
+        "give a retrieval folder, or --queries, --corpus and --qrels"]

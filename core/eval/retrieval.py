@@ -180,7 +180,7 @@ def read_squad(path, *, on_error: str = "stop") -> tuple[dict, dict, dict, dict]
     qrels, counts)."""
     name = display_name(path)
     bad = OnError(on_error)
-    data = read_json(path)
+    data = read_json(path) if is_jsonl(path) else None  # no "{": a corpus.tsv given alone, say, is no JSON error
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise DataError('not a SQuAD JSON file (no "data" list of articles with paragraphs); give a retrieval '
                         "folder, or --queries, --corpus and --qrels", name)
