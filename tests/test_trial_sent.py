@@ -328,3 +328,14 @@ def test_retrieval_given_one_tsv_file_says_what_it_takes(tmp_path, invoke):
     assert r.stderr.strip().splitlines() == [  # was: "not JSON: unexpected character ..."
         f'vecpipe: error: {src}: not a SQuAD JSON file (no "data" list of articles with paragraphs); '
         "give a retrieval folder, or --queries, --corpus and --qrels"]
+
+
+def test_knn_on_the_encode_of_an_empty_input(tmp_path, invoke):
+    """encode's (0, dim) .npy of an empty input is an index of no rows: knn
+    answers every query with no neighbour (it stopped with exit 70)."""
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert invoke("encode", "-m", "fake:8", tmp_path / "empty.txt", "-o", tmp_path / "e.npy").exit_code == 0
+    q = invoke("encode", "-m", "fake:8", "--to", "npy", input="你好\n世界\n".encode())
+    r = invoke("knn", "--index", tmp_path / "e.npy", "-k", "2", input=q.stdout_bytes)
+    assert r.exit_code == 0, r.stderr
+    assert [orjson.loads(line)["neighbors"] for line in r.stdout_bytes.splitlines()] == [[], []]
