@@ -339,3 +339,14 @@ def test_knn_on_the_encode_of_an_empty_input(tmp_path, invoke):
     r = invoke("knn", "--index", tmp_path / "e.npy", "-k", "2", input=q.stdout_bytes)
     assert r.exit_code == 0, r.stderr
     assert [orjson.loads(line)["neighbors"] for line in r.stdout_bytes.splitlines()] == [[], []]
+
+
+def test_classify_warns_of_test_labels_never_seen_in_training(tmp_path, invoke):
+    pytest.importorskip("sklearn")
+    (tmp_path / "train.tsv").write_text("".join(f"{'pos' if i % 2 else 'neg'}\t第{i}条\n" for i in range(20)),
+                                        encoding="utf-8")
+    test = tmp_path / "test.tsv"
+    test.write_text("pos\t好\nmid\t一般\nmid\t还行\n", encoding="utf-8")
+    r = invoke("eval", "classify", "-m", "fake:8", tmp_path / "train.tsv", "--test", test)
+    assert r.exit_code == 0, r.stderr
+    assert f"{test}: 1 test label(s) never seen in training ('mid'): their texts count as wrong" in r.stderr

@@ -188,6 +188,11 @@ def run_classify(encoder, paths, *, test_paths=None, folds: int | None = None, t
         raise DataError(f"need at least 2 labels to classify, found {len(classes)}", display_name(paths[0]))
     if not test_paths:
         _check_label_counts(labels, paths, folds)
+    unseen = sorted(set(test_labels) - set(classes))
+    if unseen:
+        shown = ", ".join(repr(u) for u in unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+        log.warning("%s: %d test label(s) never seen in training (%s): their texts count as wrong",
+                    display_name(test_paths[0]), len(unseen), shown)
     x, rows = encode_all(encoder, texts + test_texts, prompt=prompt, normalize=False, desc="texts")
     X = x[rows]
     y = np.asarray(labels + test_labels)
