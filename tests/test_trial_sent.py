@@ -4,7 +4,7 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.conftest import FakeEncoder, fake_vector
+from conftest import FakeEncoder, fake_vector
 
 
 # -- encode: an empty input still gives a .npy of the model's width
