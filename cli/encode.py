@@ -13,7 +13,7 @@ log = logging.getLogger("vecpipe")
 
 
 @click.command()
-@click.argument("src", type=click.Path(allow_dash=True), default="-")
+@click.argument("src", type=click.Path(allow_dash=True, readable=False), default="-")  # unreadable: 66, from core
 @model_options
 @output_option("Write here: x.npy is one .npy array; any other name gets JSONL (or an npy stream with --to npy). "
                "Written under a temporary name, renamed when complete. With sharded input: the output folder.",
@@ -30,7 +30,7 @@ log = logging.getLogger("vecpipe")
 @click.option("--truncate-dim", type=click.IntRange(min=1), help="Keep the first N dimensions (Matryoshka models).")
 @click.option("--precision", type=click.Choice(["float32", "float16", "int8", "binary", "ubinary"]), default="float32",
               show_default=True, help="Output precision; int8 ranges are fixed once for the whole output.")
-@click.option("--calibration", type=click.Path(dir_okay=False),
+@click.option("--calibration", type=click.Path(dir_okay=False, readable=False),
               help="int8 ranges: a .npy of (2, dim) ranges or sample vectors, or a text file to encode for them.")
 @click.option("--ranges-out", type=click.Path(), help="Save the int8 ranges used (default with -o: OUTPUT.ranges.npy).")
 @click.option("--max-tokens", type=click.IntRange(min=16),
@@ -59,7 +59,9 @@ def encode(src, output, to, text_field, id_field, ids_out, vector_field, normali
     """Encode texts into vectors.
 
     Reads JSONL records (the text in `text`, or --text-field) or plain text
-    lines from SRC or stdin. Writes each record with its `vector` added, in
+    lines from SRC or stdin, or a table (*.tsv, *.csv): a header naming the
+    columns, or `id<TAB>text` lines (more columns: --text-field N, from 1).
+    Writes each record with its `vector` added, in
     input order, or the vectors alone as npy (`-o x.npy`, or an npy stream on
     stdout with --to npy).
 
@@ -117,4 +119,6 @@ def encode(src, output, to, text_field, id_field, ids_out, vector_field, normali
     if oov or empty:
         log.info("%d tokens not in the vocabulary; %d texts had no known word (zero vectors)", oov, empty)
     rate = stats.records / stats.seconds if stats.seconds else 0.0
-    log.info("encoded %d texts in %.1f s (%.0f texts/s)", stats.records, stats.seconds, rate)
+    before = getattr(stats, "records_before", 0)
+    log.info("encoded %d texts in %.1f s (%.0f texts/s)%s", stats.records, stats.seconds, rate,
+             f"; {before} were done before, {before + stats.records} in all" if before else "")

@@ -214,10 +214,10 @@ def sts(dataset, prompt, fields, columns, output, dataset_label, on_error, unico
 @eval_group.command()
 @click.argument("dataset", required=False)
 @model_options
-@click.option("--queries", type=click.Path(), help="Queries: id<TAB>text, or JSONL {_id, text} (default: in DATASET).")
-@click.option("--corpus", type=click.Path(), help="Documents: id<TAB>text (or id<TAB>title<TAB>text), or JSONL "
+@click.option("--queries", type=click.Path(readable=False), help="Queries: id<TAB>text, or JSONL {_id, text} (default: in DATASET).")
+@click.option("--corpus", type=click.Path(readable=False), help="Documents: id<TAB>text (or id<TAB>title<TAB>text), or JSONL "
                                                   "{_id, title, text} (default: in DATASET).")
-@click.option("--qrels", type=click.Path(), help="Judgments: query-id<TAB>corpus-id<TAB>score (header allowed), TREC "
+@click.option("--qrels", type=click.Path(readable=False), help="Judgments: query-id<TAB>corpus-id<TAB>score (header allowed), TREC "
                                                  "qrels, or JSONL (default: DATASET/qrels/SPLIT.tsv or qrels.tsv).")
 @click.option("--split", default="test", show_default=True, help="BEIR layout: which qrels/SPLIT.tsv to use.")
 @click.option("--query-prompt", help="Put this before each query (default: the model's query instruction, if any).")

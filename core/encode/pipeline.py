@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from vecpipe.core.encode.tables import is_table, read_table_records
 from vecpipe.core.io.records import OnError
 from vecpipe.core.models.base import add_counters
 from vecpipe.core.errors import DataError, NoInputError, UsageError
 from vecpipe.core.io.progress import progress
-from vecpipe.core.io.inputs import display_name, open_input, read_numbered_records
+from vecpipe.core.io.inputs import display_name, looks_like_jsonl, open_input, read_numbered_records
 from vecpipe.core.io.jsonl import write_jsonl
 from vecpipe.core.io.npy import NpyStreamWriter, is_npy, read_npy_stream, write_npy_block
 from vecpipe.core.io.outputs import (
@@ -65,8 +66,9 @@ def run_budget(encoder, opts: EncodeOptions):
 
 @dataclass
 class EncodeStats:
-    records: int = 0
+    records: int = 0  # encoded by this run
     skipped: int = 0
+    records_before: int = 0  # --resume: written by the interrupted run(s)
     seconds: float = 0.0
     errors: list = field(default_factory=list)
     counters: dict = field(default_factory=dict)  # summed from the encoder's per-batch counters
@@ -131,6 +133,15 @@ def load_calibration(path, encoder, opts: "EncodeOptions") -> np.ndarray:
     if not texts:
         raise DataError("no texts to calibrate with", path)
     return int8_ranges(encode_texts(encoder, texts, opts))
+
+
+def empty_rows(encoder, opts: "EncodeOptions", ranges=None) -> np.ndarray:
+    """No rows, in the output's width and dtype: what an empty input gives, so
+    that it still stacks with other outputs of the same model."""
+    width = min(opts.truncate_dim or encoder.dim, encoder.dim)
+    if ranges is None:
+        ranges = np.zeros((2, width), np.float32)
+    return quantize(np.zeros((0, width), np.float32), opts.precision, ranges)
 
 
 # ---------------------------------------------------------------- the pure per-window step
@@ -203,8 +214,13 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
 
     on_bad = OnError(opts.on_error)
 
+    gaps = {"last": None, "blank": 0}  # blank lines between texts of a plain text file
+
     def texts_of(records):
         for n, rec in records:
+            if gaps["last"] is not None:
+                gaps["blank"] += n - gaps["last"] - 1
+            gaps["last"] = n
             text = checked_text(rec.get(opts.text_field), opts.text_field, name, n, on_bad)
             if text is not None:
                 yield n, rec, text
@@ -225,8 +241,14 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
                 outputs["ids"] = (ids_out, "bytes")
             job = stack.enter_context(ResumableJob(outputs, resume=resume, fingerprint=fingerprint(model_name, opts)))
         reader = job.track_input(fh) if job is not None and resume else fh
-        records = read_numbered_records(reader, name, text_field=opts.text_field, unicode_errors=opts.unicode_errors,
-                                        on_bad=on_bad)
+        if is_table(src):
+            plain_text = False
+            records = read_table_records(reader, name, src, text_field=opts.text_field, id_field=opts.id_field,
+                                         unicode_errors=opts.unicode_errors, on_bad=on_bad)
+        else:
+            plain_text = not looks_like_jsonl(fh)
+            records = read_numbered_records(reader, name, text_field=opts.text_field,
+                                            unicode_errors=opts.unicode_errors, on_bad=on_bad)
         if job is not None:
             main = job.parts["main"]
             writer = main.writer if main.kind == "npy" else (NpyStreamWriter(main.fh) if to_npy else main.fh)
@@ -243,7 +265,7 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
                 if consumed < skip:
                     raise DataError(f"--resume: the input has only {consumed} records, {skip} were done before", name)
                 job.check_input(name)
-                stats.records = skip
+                stats.records_before = skip
                 log.info("resuming after %d records", skip)
         else:
             out = stack.enter_context(open_output(output if special else None))
@@ -270,6 +292,8 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             bar.update(len(window))
             if job is not None and resume:  # durable progress only matters to a later --resume
                 job.checkpoint(consumed_total + counted.n, {"ranges": ranges.tolist()} if ranges is not None else {})
+        if to_npy and job is not None and job.parts["main"].kind == "npy" and writer.width is None:
+            writer.write(empty_rows(encoder, opts, ranges))  # no rows: (0, width), not (0, 0)
         if isinstance(writer, NpyStreamWriter):
             writer.close()
         if ranges is not None and ranges_target:  # side outputs are committed before the main one
@@ -278,6 +302,9 @@ def run_encode(src, output, encoder, opts: EncodeOptions, *, ids_out=None, resum
             log.info("int8 ranges saved to %s (pass it as --calibration to encode more rows comparably)", ranges_target)
         if job is not None:
             job.finish()  # the ids, then the main output last
+    if plain_text and gaps["blank"]:
+        log.warning("%s: %d blank lines skipped, so row i of the output is not line i of the input "
+                    "(--ids-out writes each row's line number)", name, gaps["blank"])
     stats.skipped = on_bad.count
     stats.seconds = time.perf_counter() - started
     return stats

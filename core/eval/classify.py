@@ -121,6 +121,30 @@ def _csv_labelled(path, tsv_order, name, bad, unicode_errors):
         fh.close()
 
 
+def _check_label_counts(labels: list[str], paths, folds: int | None) -> None:
+    """Before any encoding: every label needs enough texts for a stratified
+    split, and labels as many as the texts are a column that is no label (a
+    pair file such as LCQMC read as label<TAB>text). One short line, not
+    scikit-learn's list of every label."""
+    from collections import Counter
+
+    counts = Counter(labels)
+    need = folds or 2
+    if len(counts) > max(20, len(labels) // 2):
+        example = next(iter(counts))
+        example = example if len(example) <= 30 else example[:30] + "..."
+        raise DataError(f"{len(counts):,} labels for {len(labels):,} texts, such as {example!r}: "
+                        "is that column a label? (label<TAB>text lines; --tsv-order text-label for text<TAB>label; "
+                        "sentence pairs are for eval sts)", display_name(paths[0]))
+    label, have = min(counts.items(), key=lambda kv: kv[1])
+    if have >= need:
+        return
+    path = paths[0] if len(paths) == 1 else next(p for p in paths if Path(str(p)).name.split(".")[0] == label)
+    split = f"--folds {folds} needs at least {folds}" if folds else "a stratified split needs at least 2"
+    raise DataError(f"label {label!r} has only {have} text{'s' if have != 1 else ''}; {split} per label "
+                    "(drop it, or give more)", display_name(path))
+
+
 def _subsample(labels: list[str], per_label: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     lab = np.asarray(labels)
@@ -162,6 +186,13 @@ def run_classify(encoder, paths, *, test_paths=None, folds: int | None = None, t
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise DataError(f"need at least 2 labels to classify, found {len(classes)}", display_name(paths[0]))
+    if not test_paths:
+        _check_label_counts(labels, paths, folds)
+    unseen = sorted(set(test_labels) - set(classes))
+    if unseen:
+        shown = ", ".join(repr(u) for u in unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+        log.warning("%s: %d test label(s) never seen in training (%s): their texts count as wrong",
+                    display_name(test_paths[0]), len(unseen), shown)
     x, rows = encode_all(encoder, texts + test_texts, prompt=prompt, normalize=False, desc="texts")
     X = x[rows]
     y = np.asarray(labels + test_labels)

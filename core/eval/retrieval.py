@@ -20,10 +20,12 @@ _ID_HEADERS = {"id", "_id", "qid", "query-id", "query_id", "queryid", "corpus-id
                "doc-id", "pid"}
 
 
-def read_texts_by_id(path, *, on_error: str = "stop", unicode_errors: str = "strict") -> dict[str, str]:
+def read_texts_by_id(path, *, on_error: str = "stop", unicode_errors: str = "strict",
+                     empty_ok: bool = True) -> dict[str, str]:
     """Queries or corpus: `id<TAB>text` (or `id<TAB>title<TAB>text`) lines, a
     header line tolerated, or BEIR JSONL ({"_id" or "id", "text", "title"}).
-    A title is joined to its text with a space, as BEIR does."""
+    A title is joined to its text with a space, as BEIR does. `empty_ok=False`
+    (queries): a blank text is a bad line (a BEIR corpus may hold empty documents)."""
     name = display_name(path)
     bad = OnError(on_error)
     out: dict[str, str] = {}
@@ -32,6 +34,9 @@ def read_texts_by_id(path, *, on_error: str = "stop", unicode_errors: str = "str
     def add(n, key, title, text):
         if key in out:
             bad(DataError(f"duplicate id {key!r} (first on line {where[key]})", name, n))
+            return
+        if not empty_ok and not f"{title or ''}{text}".strip():
+            bad(DataError(f"empty text for id {key!r}", name, n))
             return
         out[key] = f"{title} {text}".strip() if title else text
         where[key] = n
@@ -157,7 +162,7 @@ def run_retrieval(encoder, queries_path, corpus_path, qrels_path, *, query_promp
     if depth < 1:
         raise UsageError("--depth must be >= 1")
     started = time.perf_counter()
-    queries = read_texts_by_id(queries_path, on_error=on_error, unicode_errors=unicode_errors)
+    queries = read_texts_by_id(queries_path, on_error=on_error, unicode_errors=unicode_errors, empty_ok=False)
     corpus = read_texts_by_id(corpus_path, on_error=on_error, unicode_errors=unicode_errors)
     qrels, judgments = read_qrels(qrels_path, on_error=on_error, unicode_errors=unicode_errors)
     result = _score_retrieval(encoder, queries, corpus, qrels, judgments, query_prompt=query_prompt,
@@ -175,7 +180,7 @@ def read_squad(path, *, on_error: str = "stop") -> tuple[dict, dict, dict, dict]
     qrels, counts)."""
     name = display_name(path)
     bad = OnError(on_error)
-    data = read_json(path)
+    data = read_json(path) if is_jsonl(path) else None  # no "{": a corpus.tsv given alone, say, is no JSON error
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise DataError('not a SQuAD JSON file (no "data" list of articles with paragraphs); give a retrieval '
                         "folder, or --queries, --corpus and --qrels", name)

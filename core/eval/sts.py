@@ -37,6 +37,9 @@ def read_sentence_pairs(path, *, fields=("sentence1", "sentence2", "label"), col
                 if not isinstance(a, str) or not isinstance(b, str):
                     bad(DataError(f'"{f1}" and "{f2}" must be strings', name, n))
                     continue
+                if not a.strip() or not b.strip():
+                    bad(DataError("empty sentence", name, n))
+                    continue
                 value = lab if isinstance(lab, (int, float)) and not isinstance(lab, bool) else \
                     number(lab) if isinstance(lab, str) else None
                 if value is None:
@@ -47,6 +50,9 @@ def read_sentence_pairs(path, *, fields=("sentence1", "sentence2", "label"), col
                 labels.append(float(value))
     else:
         for n, (a, b, lab) in _pair_table(path, fields, columns, name, bad, unicode_errors):
+            if not a.strip() or not b.strip():  # a broken line, not a pair to score 0
+                bad(DataError("empty sentence", name, n))
+                continue
             value = number(lab.strip())
             if value is None:
                 bad(DataError(f"label is not a number: {lab!r}", name, n))

@@ -22,10 +22,22 @@ class OpenVinoEncoder(ExportedEncoder):
         core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": self.lanes, "INFERENCE_NUM_THREADS": self.lanes}
         self._requests = threading.local()
+        self._first = threading.Lock()
+        self._warm = False
         return core.compile_model(core.read_model(str(path)), "CPU", config)
 
     def _run(self, feeds):
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self.session.create_infer_request()
+        if not self._warm:
+            # The first infer of a process runs alone: two lanes entering it at
+            # once can deadlock in OpenVINO's bindings (a C++ static being set
+            # up in one thread, the GIL held by the other; 3 hangs in 20 runs
+            # of two threads on a tiny graph, openvino 2026.4), and then not even
+            # SIGTERM ends the process.
+            with self._first:
+                out = request.infer(feeds)[0]
+                self._warm = True
+                return out
         return request.infer(feeds)[0]

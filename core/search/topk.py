@@ -220,6 +220,8 @@ def topk(queries: np.ndarray, index, k: int, *, metric: str = "cosine", exclude=
                             s[r, row - start] = -np.inf
             s_sel, i_sel = _block_topk(s, start, min(k, s.shape[1]))
             best_s, best_i = _merge_topk(best_s, best_i, s_sel, i_sel, k)
+        if best_s is None:  # an index of no rows (an empty input's encode): padding only
+            continue
         best_s, best_i = finish_topk(best_s, best_i, min_score)
         out_s[qs : qs + len(qb), : best_s.shape[1]] = best_s
         out_i[qs : qs + len(qb), : best_i.shape[1]] = best_i
