@@ -108,7 +108,12 @@ def text_field_option(f):
 def model_spec(model, device, torch_dtype, max_length, pooling, tokenize, oov, normalize_words, sif,
                trust_remote_code, allow_download, backend="torch", quantize=None, **_):
     """The ModelSpec the -m options describe (plain data: load it with .load())."""
+    from vecpipe.core.io.outputs import check_unlocked
     from vecpipe.core.models.base import ModelSpec
+
+    ctx = click.get_current_context(silent=True)
+    for name in ("output", "ids_out"):  # a locked output: exit 75 now, not after loading the model
+        check_unlocked(ctx.params.get(name) if ctx else None)
 
     return ModelSpec(model, device=device, dtype=torch_dtype, max_length=max_length, tokenize=tokenize, oov=oov,
                      normalize_words=normalize_words, sif=sif, pooling=pooling, trust_remote_code=trust_remote_code,

@@ -176,10 +176,7 @@ def acquire_lock(lock_path: Path, shown):
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise LockedError(f"{shown} is being written by another vecpipe run (pid {holder}); try again later") from None
+            raise _locked_error(fh, shown) from None
         try:
             same = os.fstat(fh.fileno()).st_ino == os.stat(lock_path).st_ino
         except FileNotFoundError:
@@ -192,6 +189,36 @@ def acquire_lock(lock_path: Path, shown):
     fh.write(str(os.getpid()))
     fh.flush()
     return fh
+
+
+def _locked_error(fh, shown) -> LockedError:
+    fh.seek(0)
+    holder = fh.read().strip() or "another process"
+    fh.close()
+    return LockedError(f"{shown} is being written by another vecpipe run (pid {holder}); try again later")
+
+
+def check_unlocked(path) -> None:
+    """LockedError now when another run holds `path`'s lock: a command that
+    loads a model first would otherwise find out only after the load. Takes
+    nothing (the writer locks the output when it opens it)."""
+    import fcntl
+
+    if path in (None, "-") or is_special_output(path):
+        return
+    target = Path(os.path.realpath(path))
+    lock_path = target.with_name(f".{target.name}.lock")
+    if str(lock_path) in _held_locks:
+        return
+    try:
+        fh = open(lock_path)
+    except OSError:
+        return  # no lock file: no run holds it
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _locked_error(fh, path) from None
+    fh.close()  # closing releases the probe's lock
 
 
 @contextlib.contextmanager
