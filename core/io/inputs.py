@@ -30,24 +30,22 @@ def is_stdin_copy(path) -> bool:
 
 
 def stdin_copy() -> str:
-    """stdin (decompressed) copied into an unnamed temporary file, as a path
-    that opens again from the start: for an input read more than once, such as
-    an eval dataset given as '-'. On Linux the file has no name (gone with the
-    process, even after kill -9); elsewhere a named one, removed when closed."""
+    """stdin (decompressed) copied into an unnamed temporary file
+    (outputs.unnamed_temporary), as a path that opens again from the start:
+    for an input read more than once, such as an eval dataset given as '-'."""
+    import atexit
     import os
     import shutil
-    import tempfile
 
-    src = open_input("-")
-    if os.path.isdir("/proc/self/fd"):
-        fh = tempfile.TemporaryFile()
-        path = f"/proc/self/fd/{fh.fileno()}"
-    else:  # pragma: no cover - not Linux
-        fh = tempfile.NamedTemporaryFile()
-        path = fh.name
-    shutil.copyfileobj(src, fh, 1 << 20)
+    from vecpipe.core.io.outputs import unnamed_temporary
+
+    fd, path, name = unnamed_temporary("vecpipe-stdin-")
+    fh = open(fd, "w+b")
+    shutil.copyfileobj(open_input("-"), fh, 1 << 20)
     fh.flush()
-    _STDIN_COPIES[path] = fh
+    if name is not None:  # pragma: no cover - not Linux
+        atexit.register(os.unlink, name)
+    _STDIN_COPIES[path] = fh  # kept open: the path lives as long as the file
     return path
 
 

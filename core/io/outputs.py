@@ -141,8 +141,7 @@ def lock_output(path):
     if path in (None, "-") or is_special_output(path):
         yield
         return
-    target = Path(os.path.realpath(path))
-    lock_path = target.with_name(f".{target.name}.lock")
+    lock_path = _lock_path(path)
     key = str(lock_path)
     if key in _held_locks:
         _held_locks[key][1] += 1
@@ -160,6 +159,11 @@ def lock_output(path):
         with contextlib.suppress(FileNotFoundError):
             lock_path.unlink()
         fh.close()
+
+
+def _lock_path(path) -> Path:
+    target = Path(os.path.realpath(path))
+    return target.with_name(f".{target.name}.lock")
 
 
 def acquire_lock(lock_path: Path, shown):
@@ -206,8 +210,7 @@ def check_unlocked(path) -> None:
 
     if path in (None, "-") or is_special_output(path):
         return
-    target = Path(os.path.realpath(path))
-    lock_path = target.with_name(f".{target.name}.lock")
+    lock_path = _lock_path(path)
     if str(lock_path) in _held_locks:
         return
     try:
@@ -255,6 +258,19 @@ def atomic_path(path, *, suffix: str = "", folder: bool = False, replaceable=Non
     finally:
         if not ok:
             remove_made(made)
+
+
+def unnamed_temporary(prefix: str, suffix: str = "", dir=None) -> tuple[int, str, str | None]:
+    """A temporary file that can be opened again by path and goes with the
+    process, even one killed by SIGKILL: where a process can reopen its own
+    open files by /proc/self/fd/N (Linux), its name is removed at once.
+    Returns (the open fd, the path to open it by, the name the caller must
+    remove afterwards, or None)."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
+    if os.path.isdir("/proc/self/fd"):
+        os.unlink(name)
+        return fd, f"/proc/self/fd/{fd}", None
+    return fd, name, name  # pragma: no cover - not Linux
 
 
 _MKDTEMP_NAME = re.compile(r"[a-z0-9_]{8}")  # tempfile's random part

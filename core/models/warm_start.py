@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ def start_key(location, **options) -> str | None:
     try:
         for path in sorted(root.rglob("*")):
             st = path.stat()  # follows links: a hub cache's snapshot files are links to blobs
-            if path.is_file():
+            if stat.S_ISREG(st.st_mode):
                 h.update(f"{path.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}\n".encode())
     except OSError:
         return None  # an unreadable file: the torch start reports it

@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import stat
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from vecpipe.core.errors import DataError, NoInputError, UsageError
 from vecpipe.core.io.compression import compression_of
 from vecpipe.core.io.progress import progress
 from vecpipe.core.io.inputs import display_name, open_input
+from vecpipe.core.io.outputs import unnamed_temporary
 from vecpipe.core.models.segment import make_tokenizer
 from vecpipe.core.train.options import TrainOptions
 
@@ -251,24 +251,12 @@ def _scan_plain(path: str, bar) -> Corpus | None:
                   mode="corpus_file", sources=[src])
 
 
-def _tokenized_copy(tmpdir) -> tuple[int, str, str | None]:
-    """Create the tokenized copy in `tmpdir` ($TMPDIR when None). Where a
-    process can reopen its own open files by /proc/self/fd/N (Linux), its name
-    is removed at once and gensim reads that path: the copy (as big as the
-    corpus) goes with the process, even one killed by SIGKILL. Returns (the
-    open fd, the path gensim reads, the name to remove afterwards or None)."""
-    fd, name = tempfile.mkstemp(prefix="vecpipe-train-", suffix=".txt", dir=tmpdir)
-    if os.path.isdir("/proc/self/fd"):
-        os.unlink(name)
-        return fd, f"/proc/self/fd/{fd}", None
-    return fd, name, name
-
-
 def _write_tokenized(inputs, tokenizer, unicode_errors: str, tmpdir, bar) -> Corpus:
     counts: Counter = Counter()
     tokens = sentences = lines = 0
     sources: list[Source] = []
-    fd, path, name = _tokenized_copy(tmpdir)
+    # unnamed on Linux: the copy (as big as the corpus) goes with the process, even after SIGKILL
+    fd, path, name = unnamed_temporary("vecpipe-train-", ".txt", tmpdir)
     corpus = Corpus(path=path, counts=counts, tokens=0, sentences=0, lines=0, mode="tokenized copy", sources=sources,
                     fd=fd, remove=name)
     try:
